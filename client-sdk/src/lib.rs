@@ -1,0 +1,54 @@
+//! kagi-sdk: the client of the Kagi KMS.
+//!
+//! [`Kagi`] is an authenticated gRPC channel to kagid. It hands out the generated clients of
+//! `kagi.v1` with the bearer token attached to every call:
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), kagi_sdk::Error> {
+//! use kagi_sdk::{Kagi, pb};
+//!
+//! let kagi = Kagi::connect("http://127.0.0.1:7878").token("kagi_…").build().await?;
+//! let encrypted = kagi
+//!     .crypto()
+//!     .encrypt(pb::EncryptRequest {
+//!         key_id: "school-1/grades".into(),
+//!         plaintext: b"pupil record".to_vec(),
+//!         context: [("record".to_owned(), "grades".to_owned())].into(),
+//!     })
+//!     .await?
+//!     .into_inner();
+//! # let _ = encrypted; Ok(()) }
+//! ```
+//!
+//! - [`client`]: the connection builder, TLS settings and the token interceptor.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod client;
+
+pub use client::{Kagi, KagiBuilder, Tls};
+/// The generated protobuf types and clients of `kagi.v1`.
+pub use kagi_proto::v1 as pb;
+
+/// Why the client could not connect or call.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The endpoint URL is not valid.
+    #[error("invalid endpoint {endpoint:?}: {reason}")]
+    Endpoint {
+        /// What was given.
+        endpoint: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The token cannot be sent as a header.
+    #[error("the token contains characters that cannot be sent in a header")]
+    Token,
+    /// The connection failed.
+    #[error("cannot connect to kagid: {0}")]
+    Connect(#[from] tonic::transport::Error),
+    /// kagid answered with an error.
+    #[error("{}: {}", .0.code(), .0.message())]
+    Status(#[from] tonic::Status),
+}

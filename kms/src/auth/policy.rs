@@ -1,0 +1,129 @@
+//! The authorization table (catalogue A1, A2): default deny, least privilege by role.
+//!
+//! | action                         | admin | auditor | tenant-service   |
+//! |--------------------------------|-------|---------|------------------|
+//! | create tenant                  | yes   |         |                  |
+//! | list tenants                   | yes   | yes     |                  |
+//! | create / rotate / enable / disable key | yes |  |                  |
+//! | get / list keys                | yes   | yes     | own tenant only  |
+//! | encrypt, decrypt, data keys, re-encrypt |  |     | own tenant only  |
+//! | create / revoke principal      | yes   |         |                  |
+//! | list principals                | yes   | yes     |                  |
+//!
+//! Admins manage keys but never use them on data; services use keys but never manage them.
+
+use crate::model::{Principal, Role};
+
+/// Something a principal asks to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Create a tenant.
+    CreateTenant,
+    /// List tenants.
+    ListTenants,
+    /// Create a key.
+    CreateKey,
+    /// Read a key's metadata, or list keys.
+    ReadKey,
+    /// Rotate, enable or disable a key.
+    ManageKey,
+    /// Encrypt, decrypt, generate data keys, re-encrypt.
+    UseKey,
+    /// Create or revoke a principal.
+    ManagePrincipal,
+    /// List principals.
+    ListPrincipals,
+}
+
+/// A refusal, with the reason a person can act on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Denied(pub String);
+
+/// Whether `principal` may do `action` on a resource of `tenant` (`None`: not tenant-scoped).
+pub fn authorize(
+    principal: &Principal,
+    action: Action,
+    tenant: Option<&str>,
+) -> Result<(), Denied> {
+    use Action::*;
+    let allowed = match principal.role {
+        Role::Admin => !matches!(action, UseKey),
+        Role::Auditor => matches!(action, ListTenants | ReadKey | ListPrincipals),
+        Role::TenantService => {
+            matches!(action, ReadKey | UseKey)
+                && tenant.is_some()
+                && tenant == principal.tenant_id.as_deref()
+        }
+    };
+    if allowed {
+        return Ok(());
+    }
+    let reason = match (principal.role, tenant) {
+        (Role::TenantService, Some(t)) if principal.tenant_id.as_deref() != Some(t) => {
+            "the resource belongs to another tenant".to_owned()
+        }
+        (role, _) => format!("role {role} may not {}", describe(action)),
+    };
+    Err(Denied(format!("principal {:?}: {reason}", principal.name)))
+}
+
+/// Whether the principal's role may do `action` on some tenant at all: checked before a named
+/// resource is looked up, so that a caller without the role learns nothing about it.
+pub fn authorize_role(principal: &Principal, action: Action) -> Result<(), Denied> {
+    let scope = principal.tenant_id.as_deref().or(Some(""));
+    match principal.role {
+        Role::TenantService => authorize(principal, action, scope),
+        _ => authorize(principal, action, None),
+    }
+}
+
+fn describe(action: Action) -> &'static str {
+    match action {
+        Action::CreateTenant => "create tenants",
+        Action::ListTenants => "list tenants",
+        Action::CreateKey => "create keys",
+        Action::ReadKey => "read keys without a tenant scope",
+        Action::ManageKey => "rotate, enable or disable keys",
+        Action::UseKey => "encrypt or decrypt data",
+        Action::ManagePrincipal => "create or revoke principals",
+        Action::ListPrincipals => "list principals",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn principal(role: Role, tenant: Option<&str>) -> Principal {
+        Principal {
+            id: "p".into(),
+            name: "p".into(),
+            role,
+            tenant_id: tenant.map(str::to_owned),
+            created_at: 0,
+            revoked_at: None,
+        }
+    }
+
+    #[test]
+    fn tenant_service_is_confined_to_its_tenant() {
+        let svc = principal(Role::TenantService, Some("a"));
+        assert!(authorize(&svc, Action::UseKey, Some("a")).is_ok());
+        let denied = authorize(&svc, Action::UseKey, Some("b")).unwrap_err();
+        assert!(denied.0.contains("another tenant"), "{denied}");
+        assert!(authorize(&svc, Action::ReadKey, None).is_err());
+        assert!(authorize(&svc, Action::CreateKey, Some("a")).is_err());
+    }
+
+    #[test]
+    fn admin_never_uses_keys_and_auditor_only_reads() {
+        let admin = principal(Role::Admin, None);
+        assert!(authorize(&admin, Action::UseKey, Some("a")).is_err());
+        assert!(authorize(&admin, Action::ManageKey, Some("a")).is_ok());
+        let auditor = principal(Role::Auditor, None);
+        assert!(authorize(&auditor, Action::ReadKey, Some("a")).is_ok());
+        assert!(authorize(&auditor, Action::ManageKey, Some("a")).is_err());
+        assert!(authorize(&auditor, Action::UseKey, Some("a")).is_err());
+    }
+}

@@ -1,0 +1,99 @@
+//! kagid: flags and config → a running server. Nothing else lives here.
+
+#![forbid(unsafe_code)]
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+use kagi_kms::clock::SystemClock;
+use kagi_kms::config::{Args, Config};
+use kagi_kms::engine::Engine;
+use kagi_kms::keyring::Keyring;
+use kagi_kms::store::Store;
+use kagi_kms::{dev, server, tls};
+use tokio::net::TcpListener;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let config = match Config::load(Args::parse()) {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("kagid: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(config.log_json);
+    match run(config).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!("kagid stopped: {err:#}");
+            eprintln!("kagid: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(config: Config) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot create data directory {}: {e}",
+            config.data_dir.display()
+        )
+    })?;
+    let store = Store::open(&config.database_url).await?;
+    let keyring = Arc::new(Keyring::sealed(config.key_cache_size));
+    let engine = Engine::new(store, keyring.clone(), Arc::new(SystemClock));
+    let tls = config.tls.as_ref().map(tls::server_config).transpose()?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
+    let local = listener.local_addr()?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+
+    if config.dev {
+        tracing::warn!(
+            "DEV MODE: the root key is stored unprotected in {}. Never use dev mode for real data.",
+            config.data_dir.display()
+        );
+        keyring.unseal(dev::load_or_create_root(&config.data_dir)?);
+        let token = dev::admin_token(&engine, &config.data_dir).await?;
+        println!("export KAGI_ENDPOINT={scheme}://{local}");
+        println!("export KAGI_TOKEN={}", token.expose());
+    } else {
+        println!("export KAGI_ENDPOINT={scheme}://{local}");
+        tracing::warn!(
+            "kagid is sealed: key and crypto calls answer UNAVAILABLE until custodians unseal it"
+        );
+    }
+    tracing::info!(endpoint = %format!("{scheme}://{local}"), database = backend_name(&engine), "kagid listening");
+
+    let shutdown = async {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutting down");
+    };
+    server::serve(engine.clone(), listener, tls, shutdown).await?;
+    keyring.seal();
+    engine.store().close().await;
+    Ok(())
+}
+
+fn backend_name(engine: &Engine) -> &'static str {
+    match engine.store().backend() {
+        kagi_kms::store::Backend::Sqlite => "sqlite",
+        kagi_kms::store::Backend::Postgres => "postgres",
+    }
+}
+
+fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("KAGI_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}

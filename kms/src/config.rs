@@ -1,0 +1,243 @@
+//! kagid's settings, from flags, `KAGI_*` environment variables and a TOML file (in that order
+//! of precedence), validated once into a [`Config`].
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use clap::Parser;
+use serde::Deserialize;
+
+use crate::tls::TlsFiles;
+
+/// Address kagid listens on when none is given.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7878";
+/// Data directory in dev mode when none is given.
+pub const DEFAULT_DEV_DIR: &str = "kagi-dev";
+/// Data directory outside dev mode when none is given.
+pub const DEFAULT_DATA_DIR: &str = "kagi-data";
+
+/// kagid, the Kagi key management service.
+///
+/// Every flag can also be set by the environment variable shown, or by the same name (with
+/// underscores) in the TOML file given to --config. Flags win over variables, variables over
+/// the file.
+#[derive(Debug, Default, Parser, Deserialize)]
+#[command(name = "kagid", version, about, long_about = None)]
+#[serde(deny_unknown_fields, default)]
+pub struct Args {
+    /// TOML file with settings (keys as the long flag names, with underscores).
+    #[arg(long, env = "KAGI_CONFIG", value_name = "FILE")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+
+    /// Dev mode: embedded SQLite in the data directory, a local root key file (INSECURE),
+    /// unsealed at start, and an admin token printed as `export KAGI_TOKEN=…`.
+    #[arg(long, env = "KAGI_DEV")]
+    pub dev: bool,
+
+    /// Address to listen on [default: 127.0.0.1:7878]. Port 0 picks a free port; the chosen
+    /// endpoint is printed as `export KAGI_ENDPOINT=…`.
+    #[arg(long, env = "KAGI_LISTEN", value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+
+    /// Data directory [default: ./kagi-dev in dev mode, ./kagi-data otherwise].
+    #[arg(long, env = "KAGI_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Database URL: sqlite://PATH or postgres://USER@HOST/DB
+    /// [default: sqlite://DATA_DIR/kagi.db].
+    #[arg(long, env = "KAGI_DATABASE_URL", value_name = "URL")]
+    pub database_url: Option<String>,
+
+    /// PEM certificate chain: serve TLS 1.3 (needs --tls-key).
+    #[arg(long, env = "KAGI_TLS_CERT", value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "KAGI_TLS_KEY", value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// PEM CA of client certificates: require mutual TLS (needs --tls-cert).
+    #[arg(
+        long,
+        env = "KAGI_CLIENT_CA",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    pub client_ca: Option<PathBuf>,
+
+    /// Log as JSON lines instead of text.
+    #[arg(long, env = "KAGI_LOG_JSON")]
+    pub log_json: bool,
+
+    /// Most unwrapped key versions kept in memory [default: 10000].
+    #[arg(long, env = "KAGI_KEY_CACHE_SIZE", value_name = "N")]
+    pub key_cache_size: Option<usize>,
+}
+
+/// Validated settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Dev mode.
+    pub dev: bool,
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// Database URL.
+    pub database_url: String,
+    /// TLS files, if TLS is on.
+    pub tls: Option<TlsFiles>,
+    /// JSON logs.
+    pub log_json: bool,
+    /// Key cache capacity.
+    pub key_cache_size: usize,
+}
+
+/// Why the settings are unusable.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The config file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The failure.
+        source: std::io::Error,
+    },
+    /// The config file is not valid TOML for kagid.
+    #[error("invalid config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// A combination of settings is refused.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Merges flags and environment (already in `args`) over the config file, then validates.
+    pub fn load(args: Args) -> Result<Self, ConfigError> {
+        let file = match &args.config {
+            Some(path) => read_file(path)?,
+            None => Args::default(),
+        };
+        let dev = args.dev || file.dev;
+        let listen = args
+            .listen
+            .or(file.listen)
+            .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default address"));
+        let data_dir = args.data_dir.or(file.data_dir).unwrap_or_else(|| {
+            PathBuf::from(if dev {
+                DEFAULT_DEV_DIR
+            } else {
+                DEFAULT_DATA_DIR
+            })
+        });
+        let database_url = args
+            .database_url
+            .or(file.database_url)
+            .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("kagi.db").display()));
+        let tls = match (
+            args.tls_cert.or(file.tls_cert),
+            args.tls_key.or(file.tls_key),
+        ) {
+            (Some(cert), Some(key)) => Some(TlsFiles {
+                cert,
+                key,
+                client_ca: args.client_ca.or(file.client_ca),
+            }),
+            (None, None) if args.client_ca.is_some() || file.client_ca.is_some() => {
+                return Err(ConfigError::Invalid(
+                    "client_ca needs tls_cert and tls_key".into(),
+                ));
+            }
+            (None, None) => None,
+            _ => {
+                return Err(ConfigError::Invalid(
+                    "tls_cert and tls_key go together".into(),
+                ));
+            }
+        };
+        if !dev && tls.is_none() && !listen.ip().is_loopback() {
+            return Err(ConfigError::Invalid(format!(
+                "refusing to serve without TLS on {listen}: give --tls-cert and --tls-key, or listen on a loopback address"
+            )));
+        }
+        Ok(Self {
+            dev,
+            listen,
+            data_dir,
+            database_url,
+            tls,
+            log_json: args.log_json || file.log_json,
+            key_cache_size: args
+                .key_cache_size
+                .or(file.key_cache_size)
+                .unwrap_or(10_000),
+        })
+    }
+}
+
+fn read_file(path: &Path) -> Result<Args, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(argv: &[&str]) -> Result<Config, ConfigError> {
+        Config::load(
+            Args::try_parse_from(std::iter::once("kagid").chain(argv.iter().copied())).unwrap(),
+        )
+    }
+
+    #[test]
+    fn dev_defaults() {
+        let config = parse(&["--dev"]).unwrap();
+        assert_eq!(config.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(config.data_dir, PathBuf::from(DEFAULT_DEV_DIR));
+        assert_eq!(config.database_url, "sqlite://kagi-dev/kagi.db");
+    }
+
+    #[test]
+    fn file_settings_are_overridden_by_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("kagid.toml");
+        std::fs::write(
+            &file,
+            "dev = true\nlisten = \"127.0.0.1:9000\"\ndata_dir = \"/var/x\"\n",
+        )
+        .unwrap();
+        let config = parse(&["--config", file.to_str().unwrap(), "--data-dir", "/tmp/y"]).unwrap();
+        assert!(config.dev);
+        assert_eq!(config.listen.port(), 9000);
+        assert_eq!(config.data_dir, PathBuf::from("/tmp/y"));
+    }
+
+    #[test]
+    fn unknown_file_keys_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("kagid.toml");
+        std::fs::write(&file, "listn = \"127.0.0.1:9000\"\n").unwrap();
+        let err = parse(&["--config", file.to_str().unwrap()]).unwrap_err();
+        assert!(err.to_string().contains("listn"), "{err}");
+    }
+
+    #[test]
+    fn plaintext_on_a_public_address_is_refused_outside_dev() {
+        assert!(parse(&["--listen", "0.0.0.0:7878"]).is_err());
+        assert!(parse(&["--listen", "127.0.0.1:7878"]).is_ok());
+    }
+}

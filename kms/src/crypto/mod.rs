@@ -1,0 +1,38 @@
+//! Cryptographic primitives with no I/O and no async: pure functions over bytes.
+//!
+//! - [`secret`]: [`SecretKey`], a 256-bit key that zeroizes on drop and never prints.
+//! - [`random`]: every random byte Kagi uses, from the operating system's CSPRNG.
+//! - [`derive`]: HKDF-SHA-256 derivations (the root's wrapping key, per-message keys).
+//! - [`aead`]: AES-256-GCM sealing and opening.
+//! - [`context`]: canonical encoding of an encryption context.
+//! - [`ciphertext`]: the self-describing KMS ciphertext (format v1).
+//! - [`wrap`]: wrapping tenant key versions under the root, bound to their identity.
+
+pub mod aead;
+pub mod ciphertext;
+pub mod context;
+pub mod derive;
+pub mod random;
+pub mod secret;
+pub mod wrap;
+
+pub use secret::SecretKey;
+
+/// Why a cryptographic operation failed. Messages never contain key bytes or plaintext.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum CryptoError {
+    /// The operating system's random number generator failed.
+    #[error("the operating system's random number generator failed")]
+    Random,
+    /// Authentication failed: wrong key, wrong context, or modified bytes.
+    #[error(
+        "authentication failed: the ciphertext was modified, or the key or encryption context differs"
+    )]
+    Authentication,
+    /// The ciphertext is not a well-formed Kagi ciphertext.
+    #[error("malformed ciphertext: {0}")]
+    Malformed(&'static str),
+    /// The encryption context breaks a limit.
+    #[error("invalid encryption context: {0}")]
+    InvalidContext(String),
+}

@@ -1,0 +1,165 @@
+//! Encrypt, decrypt, data keys and re-encrypt under tenant keys.
+
+use zeroize::Zeroizing;
+
+use super::keys::owner;
+use super::{Engine, EngineError};
+use crate::crypto::ciphertext::Header;
+use crate::crypto::context::EncryptionContext;
+use crate::crypto::{CryptoError, SecretKey};
+use crate::model::{Key, KeyState, KeyVersion};
+
+/// Most plaintext bytes per Encrypt call; larger data belongs in envelope encryption.
+pub const MAX_PLAINTEXT: usize = 64 * 1024;
+
+/// A ciphertext whose header was read, before the key is known to be usable by the caller.
+#[derive(Debug)]
+pub struct ParsedCiphertext<'a> {
+    /// The header.
+    pub header: Header,
+    /// The key id in text form, to look the key up and authorise.
+    pub key_id: String,
+    body: &'a [u8],
+}
+
+/// Kinds of data key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataKeySpec {
+    /// A 256-bit key for AES-256-GCM.
+    Aes256,
+    /// A 256-bit key for ChaCha20-Poly1305.
+    ChaCha20Poly1305,
+}
+
+/// A new data key, in plaintext and wrapped under a tenant key.
+pub struct DataKey {
+    /// The key bytes, to use locally and then drop (zeroized).
+    pub plaintext: SecretKey,
+    /// A Kagi ciphertext of the key bytes, to store beside the data.
+    pub wrapped: Vec<u8>,
+    /// The tenant key version that wrapped it.
+    pub version: u32,
+}
+
+impl Engine {
+    /// Encrypts at most 64 KiB under the key's primary version.
+    pub async fn encrypt(
+        &self,
+        key: &Key,
+        context: &EncryptionContext,
+        plaintext: &[u8],
+    ) -> Result<(Vec<u8>, u32), EngineError> {
+        if plaintext.len() > MAX_PLAINTEXT {
+            return Err(EngineError::InvalidArgument(format!(
+                "plaintext is {} bytes; Encrypt takes at most {MAX_PLAINTEXT} bytes per call: for larger data use GenerateDataKey and encrypt locally (kagi-sdk does this)",
+                plaintext.len()
+            )));
+        }
+        self.seal_under_primary(key, context, plaintext).await
+    }
+
+    /// Reads a ciphertext's header, naming the key that protects it.
+    pub fn parse_ciphertext<'a>(
+        &self,
+        ciphertext: &'a [u8],
+    ) -> Result<ParsedCiphertext<'a>, EngineError> {
+        let (header, body) = Header::parse(ciphertext)?;
+        let key_id = uuid::Uuid::from_bytes(header.key_id).to_string();
+        Ok(ParsedCiphertext {
+            header,
+            key_id,
+            body,
+        })
+    }
+
+    /// Decrypts a parsed ciphertext with `key`, the key its header names.
+    pub async fn decrypt(
+        &self,
+        key: &Key,
+        parsed: &ParsedCiphertext<'_>,
+        context: &EncryptionContext,
+    ) -> Result<Zeroizing<Vec<u8>>, EngineError> {
+        debug_assert_eq!(key.id, parsed.key_id);
+        check_usable(key)?;
+        let keyring = self.keyring.unsealed()?;
+        let version = self.version(key, parsed.header.key_version).await?;
+        Ok(keyring.decrypt(owner(key), &version, &parsed.header, parsed.body, context)?)
+    }
+
+    /// A fresh data key, wrapped under the key's primary version with `context`.
+    pub async fn generate_data_key(
+        &self,
+        key: &Key,
+        context: &EncryptionContext,
+        _spec: DataKeySpec,
+    ) -> Result<DataKey, EngineError> {
+        // Both specs are 256-bit keys; the spec tells the caller which AEAD it is for.
+        let plaintext = SecretKey::generate().map_err(EngineError::from)?;
+        let (wrapped, version) = self
+            .seal_under_primary(key, context, plaintext.expose())
+            .await?;
+        Ok(DataKey {
+            plaintext,
+            wrapped,
+            version,
+        })
+    }
+
+    /// Decrypts under the source key and encrypts under the destination key's primary version,
+    /// without the plaintext leaving this process.
+    pub async fn re_encrypt(
+        &self,
+        source: &Key,
+        parsed: &ParsedCiphertext<'_>,
+        source_context: &EncryptionContext,
+        destination: &Key,
+        destination_context: &EncryptionContext,
+    ) -> Result<(Vec<u8>, u32), EngineError> {
+        let plaintext = self.decrypt(source, parsed, source_context).await?;
+        self.seal_under_primary(destination, destination_context, &plaintext)
+            .await
+    }
+
+    async fn seal_under_primary(
+        &self,
+        key: &Key,
+        context: &EncryptionContext,
+        plaintext: &[u8],
+    ) -> Result<(Vec<u8>, u32), EngineError> {
+        check_usable(key)?;
+        let keyring = self.keyring.unsealed()?;
+        let version = self.version(key, key.primary_version).await?;
+        let uuid = uuid::Uuid::parse_str(&key.id).map_err(|_| {
+            EngineError::Internal(format!("stored key id {:?} is not a UUID", key.id))
+        })?;
+        let ciphertext =
+            keyring.encrypt(owner(key), &version, *uuid.as_bytes(), context, plaintext)?;
+        Ok((ciphertext, version.version))
+    }
+
+    async fn version(&self, key: &Key, version: u32) -> Result<KeyVersion, EngineError> {
+        self.store
+            .get_version(&key.id, version)
+            .await?
+            .ok_or_else(|| {
+                EngineError::NotFound(format!("key {} has no version {version}", key.id))
+            })
+    }
+}
+
+/// Builds a context from request pairs, with a clear message when it breaks a limit.
+pub fn context_from(
+    pairs: impl IntoIterator<Item = (String, String)>,
+) -> Result<EncryptionContext, EngineError> {
+    EncryptionContext::new(pairs).map_err(|e: CryptoError| e.into())
+}
+
+fn check_usable(key: &Key) -> Result<(), EngineError> {
+    match key.state {
+        KeyState::Enabled => Ok(()),
+        KeyState::Disabled => Err(EngineError::FailedPrecondition(format!(
+            "key {} ({}) is disabled; an admin can enable it with EnableKey",
+            key.id, key.name
+        ))),
+    }
+}

@@ -1,0 +1,155 @@
+//! What Kagi does, with no gRPC in sight: tenants, keys, principals and the crypto operations.
+//! Service handlers authenticate and authorise, then call in here.
+//!
+//! - [`tenants`]: create, list and resolve tenants.
+//! - [`keys`]: create, resolve, list, rotate, enable and disable keys.
+//! - [`cipher`]: encrypt, decrypt, data keys and re-encrypt under tenant keys.
+//! - [`principals`]: principals and their tokens.
+
+pub mod cipher;
+pub mod keys;
+pub mod principals;
+pub mod tenants;
+
+use std::sync::Arc;
+
+use crate::clock::Clock;
+use crate::crypto::CryptoError;
+use crate::keyring::{Keyring, KeyringError};
+use crate::store::{Store, StoreError};
+
+/// Why an operation failed, in terms a caller can act on. Messages never carry key bytes,
+/// tokens or plaintext.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The request is malformed.
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// A named tenant, key, version or principal does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// A unique name is taken.
+    #[error("{0}")]
+    AlreadyExists(String),
+    /// The resource is in a state that refuses the operation (e.g. a disabled key).
+    #[error("{0}")]
+    FailedPrecondition(String),
+    /// A compare-and-set lost to a concurrent change; read again and retry.
+    #[error("{0}")]
+    Aborted(String),
+    /// No root key is loaded.
+    #[error("kagid is sealed; custodians must unseal it")]
+    Sealed,
+    /// The store failed; details are logged, not returned.
+    #[error("the key store is unavailable; try again later")]
+    Unavailable,
+    /// Stored data is inconsistent; details are logged, not returned.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<StoreError> for EngineError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::AlreadyExists(what) => {
+                EngineError::AlreadyExists(format!("{what} already exists"))
+            }
+            StoreError::NotFound(what) => EngineError::NotFound(format!("{what} not found")),
+            StoreError::VersionMismatch { expected, actual } => EngineError::Aborted(format!(
+                "the key's primary version is {actual}, not the expected {expected}: another rotation won; read the key again"
+            )),
+            StoreError::Crypto(e) => EngineError::from(e),
+            StoreError::Corrupt(what) => {
+                tracing::error!(error = %what, "stored data is invalid");
+                EngineError::Internal("stored data is invalid; see the server log".into())
+            }
+            other => {
+                tracing::error!(error = %other, "store failure");
+                EngineError::Unavailable
+            }
+        }
+    }
+}
+
+impl From<CryptoError> for EngineError {
+    fn from(err: CryptoError) -> Self {
+        match err {
+            CryptoError::Random => {
+                tracing::error!("the OS random number generator failed");
+                EngineError::Internal("random number generation failed".into())
+            }
+            CryptoError::Authentication => EngineError::InvalidArgument(
+                "decryption failed: the ciphertext was modified, or the encryption context differs from the one used to encrypt".into(),
+            ),
+            CryptoError::Malformed(why) => EngineError::InvalidArgument(format!("malformed ciphertext: {why}")),
+            CryptoError::InvalidContext(why) => EngineError::InvalidArgument(format!("invalid encryption context: {why}")),
+        }
+    }
+}
+
+impl From<KeyringError> for EngineError {
+    fn from(err: KeyringError) -> Self {
+        match err {
+            KeyringError::Sealed => EngineError::Sealed,
+            KeyringError::Crypto(e) => EngineError::from(e),
+            bad @ KeyringError::BadMaterial { .. } => {
+                tracing::error!(error = %bad, "key material failed to unwrap");
+                EngineError::Internal(bad.to_string())
+            }
+        }
+    }
+}
+
+/// The KMS: store, keyring and clock.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    store: Store,
+    keyring: Arc<Keyring>,
+    clock: Arc<dyn Clock>,
+}
+
+impl Engine {
+    /// An engine over an opened store and a keyring (sealed or not).
+    pub fn new(store: Store, keyring: Arc<Keyring>, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            store,
+            keyring,
+            clock,
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The keyring.
+    pub fn keyring(&self) -> &Keyring {
+        &self.keyring
+    }
+
+    fn now(&self) -> i64 {
+        self.clock.now()
+    }
+}
+
+/// Checks a tenant, key or principal name: 1–64 of letters, digits and `extra` characters.
+fn validate_name(kind: &str, name: &str, extra: &[char]) -> Result<(), EngineError> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || extra.contains(&c));
+    if ok {
+        Ok(())
+    } else {
+        Err(EngineError::InvalidArgument(format!(
+            "{kind} name {name:?} is invalid: use 1 to 64 ASCII letters, digits or any of {}",
+            extra
+                .iter()
+                .map(|c| format!("'{c}'"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        )))
+    }
+}

@@ -1,0 +1,34 @@
+//! kagid, the Kagi key management service, as a library.
+//!
+//! A request comes in through [`server`] (gRPC, TLS 1.3 via [`tls`]), reaches a handler in
+//! [`service`], which authenticates and authorises it with [`auth`], then calls the
+//! [`engine`]. The engine reads and writes records through [`store`] (SQLite or PostgreSQL)
+//! and asks the [`keyring`] for every operation that needs a key. Only the keyring holds
+//! unwrapped keys; it uses the pure functions of [`crypto`].
+//!
+//! ```text
+//! server → service → auth
+//!                  → engine → keyring → crypto
+//!                           → store
+//! ```
+//!
+//! - [`config`]: flags, environment and TOML into one validated [`config::Config`].
+//! - [`dev`]: dev mode's local root key and admin token.
+//! - [`model`]: tenants, keys, versions, principals.
+//! - [`clock`]: injectable time.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod auth;
+pub mod clock;
+pub mod config;
+pub mod crypto;
+pub mod dev;
+pub mod engine;
+pub mod keyring;
+pub mod model;
+pub mod server;
+pub mod service;
+pub mod store;
+pub mod tls;

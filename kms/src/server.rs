@@ -1,0 +1,71 @@
+//! Wiring: the gRPC services, health and reflection on one listener, with or without TLS.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use kagi_proto::v1::crypto_server::CryptoServer;
+use kagi_proto::v1::key_management_server::KeyManagementServer;
+use kagi_proto::v1::principal_management_server::PrincipalManagementServer;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::engine::Engine;
+use crate::service::crypto::CryptoService;
+use crate::service::key_management::KeyManagementService;
+use crate::service::principals::PrincipalService;
+
+/// Why the server stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The transport failed.
+    #[error("gRPC transport error: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    /// The reflection service could not be built.
+    #[error("reflection service: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+}
+
+/// Serves every Kagi service on `listener` until `shutdown` completes.
+pub async fn serve(
+    engine: Engine,
+    listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<KeyManagementServer<KeyManagementService>>()
+        .await;
+    health.set_serving::<CryptoServer<CryptoService>>().await;
+    health
+        .set_serving::<PrincipalManagementServer<PrincipalService>>()
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(kagi_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+
+    let router = tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(KeyManagementServer::new(KeyManagementService::new(
+            engine.clone(),
+        )))
+        .add_service(CryptoServer::new(CryptoService::new(engine.clone())))
+        .add_service(PrincipalManagementServer::new(PrincipalService::new(
+            engine,
+        )));
+    match tls {
+        None => {
+            router
+                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+                .await?
+        }
+        Some(config) => {
+            router
+                .serve_with_incoming_shutdown(crate::tls::incoming(listener, config), shutdown)
+                .await?
+        }
+    }
+    Ok(())
+}

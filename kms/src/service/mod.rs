@@ -1,0 +1,80 @@
+//! tonic handlers, one file per gRPC service. Each handler authenticates, authorises,
+//! validates, calls the [`Engine`](crate::engine::Engine), records the outcome, and maps errors
+//! to a `Status`.
+//!
+//! - [`key_management`] — `kagi.v1.KeyManagement`.
+//! - [`crypto`] — `kagi.v1.Crypto`.
+//! - [`principals`] — `kagi.v1.PrincipalManagement`.
+//! - [`convert`] — model ↔ protobuf conversions.
+//! - [`status`] — error → `tonic::Status`.
+
+pub mod convert;
+pub mod crypto;
+pub mod key_management;
+pub mod principals;
+pub mod status;
+
+use tonic::{Request, Status};
+
+use crate::auth::{self, AuthError};
+use crate::engine::Engine;
+use crate::model::Principal;
+
+/// Finds the principal behind a request's bearer token.
+async fn authenticate<T>(engine: &Engine, request: &Request<T>) -> Result<Principal, Status> {
+    let header = request.metadata().get("authorization");
+    let presented = match header {
+        None => None,
+        Some(value) => {
+            let text = value
+                .to_str()
+                .map_err(|_| Status::unauthenticated("the authorization header is not ASCII"))?;
+            let token = text
+                .strip_prefix("Bearer ")
+                .or_else(|| text.strip_prefix("bearer "))
+                .ok_or_else(|| {
+                    Status::unauthenticated("the authorization header must be 'Bearer <token>'")
+                })?;
+            Some(token.trim())
+        }
+    };
+    let result = auth::authenticate(engine.store(), presented).await;
+    result.map_err(|err| match err {
+        AuthError::Store(e) => status::from_engine(e.into()),
+        other => {
+            tracing::warn!(
+                event = "authentication_failed",
+                peer = ?request.remote_addr(),
+                reason = %other,
+            );
+            Status::unauthenticated(other.to_string())
+        }
+    })
+}
+
+/// Logs one call's outcome with who made it (the audit trail proper comes with issue #5).
+fn record<T>(
+    operation: &'static str,
+    principal: Option<&Principal>,
+    resource: &str,
+    result: &Result<T, Status>,
+) {
+    let principal_id = principal.map_or("-", |p| p.id.as_str());
+    match result {
+        Ok(_) => tracing::info!(
+            event = "rpc",
+            operation,
+            principal = principal_id,
+            resource,
+            outcome = "ok"
+        ),
+        Err(status) => tracing::info!(
+            event = "rpc",
+            operation,
+            principal = principal_id,
+            resource,
+            outcome = ?status.code(),
+            reason = status.message(),
+        ),
+    }
+}
