@@ -37,12 +37,22 @@ impl fmt::Debug for Tls {
 }
 
 /// Builds a [`Kagi`] connection.
-#[derive(Debug)]
 pub struct KagiBuilder {
     endpoint: String,
     token: Option<String>,
     tls: Option<Tls>,
     timeout: Duration,
+}
+
+impl fmt::Debug for KagiBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KagiBuilder")
+            .field("endpoint", &self.endpoint)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("tls", &self.tls)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
 }
 
 impl KagiBuilder {
@@ -75,6 +85,12 @@ impl KagiBuilder {
             .timeout(self.timeout)
             .connect_timeout(Duration::from_secs(10))
             .tcp_nodelay(true);
+        if self.tls.is_some() && !self.endpoint.starts_with("https:") {
+            // tonic would ignore the TLS settings and send the token in the clear.
+            return Err(bad(
+                "TLS settings were given, so the endpoint must start with https://".into(),
+            ));
+        }
         if let Some(tls) = &self.tls {
             let mut config =
                 ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&tls.ca_pem));

@@ -49,6 +49,6 @@ pub enum Error {
     #[error("cannot connect to kagid: {0}")]
     Connect(#[from] tonic::transport::Error),
     /// kagid answered with an error.
-    #[error("{}: {}", .0.code(), .0.message())]
+    #[error("{:?}: {}", .0.code(), .0.message())]
     Status(#[from] tonic::Status),
 }

@@ -69,8 +69,9 @@ async fn run(config: Config) -> anyhow::Result<()> {
     tracing::info!(endpoint = %format!("{scheme}://{local}"), database = backend_name(&engine), "kagid listening");
 
     let shutdown = async {
-        let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("a SIGTERM handler can be installed");
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .expect("a SIGTERM handler can be installed");
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = terminate.recv() => {}

@@ -52,7 +52,11 @@ impl Engine {
             .store
             .find_principal(id_or_name)
             .await?
-            .ok_or_else(|| EngineError::NotFound(format!("principal {id_or_name:?} not found")))?;
+            .ok_or_else(|| {
+                EngineError::NotFound(format!(
+                    "no active principal named {id_or_name:?}: a revoked principal is named by its id"
+                ))
+            })?;
         self.store
             .revoke_principal(&found.id, self.now())
             .await?

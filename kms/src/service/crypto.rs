@@ -166,7 +166,7 @@ impl Crypto for CryptoService {
             let (parsed, source) = self.ciphertext_key(&principal, &req.ciphertext).await?;
             resource = format!("{} -> {}", source.id, req.destination_key_id);
             let destination = if req.destination_key_id.is_empty() {
-                // Re-read so that the current primary version is used.
+                // Just resolved, so its primary version is the current one.
                 source.clone()
             } else {
                 self.usable_key(&principal, &req.destination_key_id).await?

@@ -1,1 +1,84 @@
-fn main() {}
+//! kagictl: the operator CLI of the Kagi key management service.
+//!
+//! This file holds the command line and the dispatch only. Each command group lives in its
+//! own module; [`connect`] turns the global options into a connection and [`output`] decides
+//! how results and failures are shown.
+
+#![forbid(unsafe_code)]
+
+mod connect;
+mod crypto;
+mod key;
+mod output;
+mod principal;
+mod tenant;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::output::{CliError, Format};
+
+/// kagictl, the operator CLI of the Kagi key management service.
+///
+/// Manages tenants, keys and principals, and encrypts and decrypts with tenant keys, by calling
+/// kagid's gRPC API.
+#[derive(Debug, Parser)]
+#[command(name = "kagictl", version)]
+struct Cli {
+    /// Where kagid is and how to authenticate to it.
+    #[command(flatten)]
+    global: connect::Global,
+
+    /// Print one JSON document instead of human-readable text.
+    #[arg(long, global = true, help_heading = connect::HEADING)]
+    json: bool,
+
+    /// What to do.
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// The command groups and the crypto commands.
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create and list tenants.
+    #[command(subcommand)]
+    Tenant(tenant::TenantCommand),
+    /// Create, list and revoke principals (people and services) and their tokens.
+    #[command(subcommand)]
+    Principal(principal::PrincipalCommand),
+    /// Create, list, show, rotate, enable and disable keys.
+    #[command(subcommand)]
+    Key(key::KeyCommand),
+    /// Encrypt a file (up to 64 KiB) with a tenant key.
+    Encrypt(crypto::EncryptArgs),
+    /// Decrypt a file made by `kagictl encrypt`.
+    Decrypt(crypto::DecryptArgs),
+    /// Generate a data key for envelope encryption.
+    Datakey(crypto::DataKeyArgs),
+}
+
+/// One runtime is plenty: kagictl makes a few calls, one after the other.
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => err.report(),
+    }
+}
+
+/// Connects and runs the chosen command.
+async fn run(cli: Cli) -> Result<(), CliError> {
+    let format = Format::from_json_flag(cli.json);
+    let kagi = cli.global.connect().await?;
+    match cli.command {
+        Command::Tenant(command) => tenant::run(command, &kagi, format).await,
+        Command::Principal(command) => principal::run(command, &kagi, format).await,
+        Command::Key(command) => key::run(command, &kagi, format).await,
+        Command::Encrypt(args) => crypto::encrypt(args, &kagi, format).await,
+        Command::Decrypt(args) => crypto::decrypt(args, &kagi, format).await,
+        Command::Datakey(args) => crypto::data_key(args, &kagi, format).await,
+    }
+}

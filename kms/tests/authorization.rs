@@ -1,0 +1,329 @@
+//! Tenant isolation and roles for every RPC: one row per RPC, one column per kind of caller.
+//! A row for every RPC in the .proto files is required, so a new RPC cannot slip in untested.
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use common::{TestServer, backends, ctx};
+use kagi_sdk::{Kagi, pb};
+use tonic::{Code, Status};
+
+/// The callers, in column order.
+const CALLERS: [&str; 6] = [
+    "admin",
+    "auditor",
+    "service-a",
+    "service-b",
+    "no-token",
+    "revoked",
+];
+
+/// Expected outcome per caller: `Ok` or the refusal code.
+type Row = [Option<Code>; 6];
+
+const OK: Option<Code> = None;
+const DENIED: Option<Code> = Some(Code::PermissionDenied);
+const UNAUTH: Option<Code> = Some(Code::Unauthenticated);
+
+/// Everything an RPC call needs: tenant A's resources and tenant B's key.
+struct Fixtures {
+    key_a: String,
+    spare_key_a: String,
+    key_b: String,
+    ciphertext_a: Vec<u8>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Rpc {
+    CreateTenant,
+    ListTenants,
+    CreateKey,
+    GetKey,
+    ListKeys,
+    RotateKey,
+    DisableKey,
+    EnableKey,
+    Encrypt,
+    Decrypt,
+    GenerateDataKey,
+    GenerateDataKeyWithoutPlaintext,
+    ReEncrypt,
+    ReEncryptToOtherTenant,
+    CreatePrincipal,
+    ListPrincipals,
+    RevokePrincipal,
+}
+
+/// The authorization table.
+fn table() -> Vec<(Rpc, Row)> {
+    use Rpc::*;
+    let admin_only = [OK, DENIED, DENIED, DENIED, UNAUTH, UNAUTH];
+    let readers = [OK, OK, DENIED, DENIED, UNAUTH, UNAUTH];
+    let tenant_readers = [OK, OK, OK, DENIED, UNAUTH, UNAUTH];
+    let service_a_only = [DENIED, DENIED, OK, DENIED, UNAUTH, UNAUTH];
+    vec![
+        (CreateTenant, admin_only),
+        (ListTenants, readers),
+        (CreateKey, admin_only),
+        (GetKey, tenant_readers),
+        (ListKeys, tenant_readers),
+        (RotateKey, admin_only),
+        (DisableKey, admin_only),
+        (EnableKey, admin_only),
+        (Encrypt, service_a_only),
+        (Decrypt, service_a_only),
+        (GenerateDataKey, service_a_only),
+        (GenerateDataKeyWithoutPlaintext, service_a_only),
+        (ReEncrypt, service_a_only),
+        // Even tenant A's own service may not re-encrypt into tenant B's key.
+        (
+            ReEncryptToOtherTenant,
+            [DENIED, DENIED, DENIED, DENIED, UNAUTH, UNAUTH],
+        ),
+        (CreatePrincipal, admin_only),
+        (ListPrincipals, readers),
+        (RevokePrincipal, admin_only),
+    ]
+}
+
+impl Rpc {
+    /// The gRPC method this row covers.
+    fn method(self) -> &'static str {
+        match self {
+            Rpc::ReEncryptToOtherTenant => "ReEncrypt",
+            other => {
+                let name = format!("{other:?}");
+                Box::leak(name.into_boxed_str())
+            }
+        }
+    }
+
+    async fn call(self, client: &Kagi, admin: &Kagi, f: &Fixtures, n: usize) -> Result<(), Status> {
+        let context = ctx(&[("record", "grades")]);
+        let (keys, crypto, principals) = (client.keys(), client.crypto(), client.principals());
+        let (mut keys, mut crypto, mut principals) = (keys, crypto, principals);
+        match self {
+            Rpc::CreateTenant => keys
+                .create_tenant(pb::CreateTenantRequest {
+                    name: format!("t-{n}"),
+                })
+                .await
+                .map(drop),
+            Rpc::ListTenants => keys.list_tenants(pb::ListTenantsRequest {}).await.map(drop),
+            Rpc::CreateKey => keys
+                .create_key(pb::CreateKeyRequest {
+                    tenant: "tenant-a".into(),
+                    name: format!("k-{n}"),
+                    purpose: pb::Purpose::PersonalInformation as i32,
+                    importance_class: pb::ImportanceClass::ClassI as i32,
+                    ..Default::default()
+                })
+                .await
+                .map(drop),
+            Rpc::GetKey => keys
+                .get_key(pb::GetKeyRequest {
+                    key: f.key_a.clone(),
+                })
+                .await
+                .map(drop),
+            Rpc::ListKeys => keys
+                .list_keys(pb::ListKeysRequest {
+                    tenant: "tenant-a".into(),
+                    ..Default::default()
+                })
+                .await
+                .map(drop),
+            Rpc::RotateKey => keys
+                .rotate_key(pb::RotateKeyRequest {
+                    key: f.key_a.clone(),
+                    expected_current_version: 0,
+                })
+                .await
+                .map(drop),
+            Rpc::DisableKey => keys
+                .disable_key(pb::DisableKeyRequest {
+                    key: f.spare_key_a.clone(),
+                })
+                .await
+                .map(drop),
+            Rpc::EnableKey => keys
+                .enable_key(pb::EnableKeyRequest {
+                    key: f.spare_key_a.clone(),
+                })
+                .await
+                .map(drop),
+            Rpc::Encrypt => crypto
+                .encrypt(pb::EncryptRequest {
+                    key_id: f.key_a.clone(),
+                    plaintext: b"x".to_vec(),
+                    context,
+                })
+                .await
+                .map(drop),
+            Rpc::Decrypt => crypto
+                .decrypt(pb::DecryptRequest {
+                    ciphertext: f.ciphertext_a.clone(),
+                    context,
+                })
+                .await
+                .map(drop),
+            Rpc::GenerateDataKey => crypto
+                .generate_data_key(pb::GenerateDataKeyRequest {
+                    key_id: f.key_a.clone(),
+                    context,
+                    spec: 0,
+                })
+                .await
+                .map(drop),
+            Rpc::GenerateDataKeyWithoutPlaintext => crypto
+                .generate_data_key_without_plaintext(pb::GenerateDataKeyRequest {
+                    key_id: f.key_a.clone(),
+                    context,
+                    spec: 0,
+                })
+                .await
+                .map(drop),
+            Rpc::ReEncrypt | Rpc::ReEncryptToOtherTenant => {
+                let destination = if matches!(self, Rpc::ReEncrypt) {
+                    f.key_a.clone()
+                } else {
+                    f.key_b.clone()
+                };
+                crypto
+                    .re_encrypt(pb::ReEncryptRequest {
+                        ciphertext: f.ciphertext_a.clone(),
+                        source_context: context.clone(),
+                        destination_key_id: destination,
+                        destination_context: context,
+                    })
+                    .await
+                    .map(drop)
+            }
+            Rpc::CreatePrincipal => principals
+                .create_principal(pb::CreatePrincipalRequest {
+                    name: format!("p-{n}"),
+                    role: pb::Role::Auditor as i32,
+                    tenant: String::new(),
+                })
+                .await
+                .map(drop),
+            Rpc::ListPrincipals => principals
+                .list_principals(pb::ListPrincipalsRequest {})
+                .await
+                .map(drop),
+            Rpc::RevokePrincipal => {
+                // A fresh victim each time, made by the admin.
+                let victim = format!("victim-{n}");
+                common::principal(admin, &victim, pb::Role::Auditor, "").await;
+                principals
+                    .revoke_principal(pb::RevokePrincipalRequest { principal: victim })
+                    .await
+                    .map(drop)
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_rpc_obeys_the_authorization_table() {
+    for backend in backends() {
+        let server = TestServer::start(backend).await;
+        let admin = server.admin().await;
+        common::tenant(&admin, "tenant-a").await;
+        common::tenant(&admin, "tenant-b").await;
+        let key_a = common::key(&admin, "tenant-a", "grades").await.id;
+        let spare_key_a = common::key(&admin, "tenant-a", "spare").await.id;
+        let key_b = common::key(&admin, "tenant-b", "grades").await.id;
+        let auditor = common::principal(&admin, "auditor-1", pb::Role::Auditor, "").await;
+        let service_a =
+            common::principal(&admin, "svc-a", pb::Role::TenantService, "tenant-a").await;
+        let service_b =
+            common::principal(&admin, "svc-b", pb::Role::TenantService, "tenant-b").await;
+        let revoked = common::principal(&admin, "gone", pb::Role::Admin, "").await;
+        admin
+            .principals()
+            .revoke_principal(pb::RevokePrincipalRequest {
+                principal: "gone".into(),
+            })
+            .await
+            .unwrap();
+        let client_a = server.client(&service_a).await;
+        let ciphertext_a = client_a
+            .crypto()
+            .encrypt(pb::EncryptRequest {
+                key_id: key_a.clone(),
+                plaintext: b"x".to_vec(),
+                context: ctx(&[("record", "grades")]),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .ciphertext;
+        let fixtures = Fixtures {
+            key_a,
+            spare_key_a,
+            key_b,
+            ciphertext_a,
+        };
+        let no_token = kagi_sdk::Kagi::connect(server.endpoint.clone())
+            .build()
+            .await
+            .unwrap();
+        let clients = [
+            admin.clone(),
+            server.client(&auditor).await,
+            client_a,
+            server.client(&service_b).await,
+            no_token,
+            server.client(&revoked).await,
+        ];
+
+        let mut n = 0;
+        let mut failures = Vec::new();
+        for (rpc, row) in table() {
+            for (column, expected) in row.iter().enumerate() {
+                n += 1;
+                let outcome = rpc.call(&clients[column], &admin, &fixtures, n).await;
+                let got = outcome.as_ref().err().map(Status::code);
+                if got != *expected {
+                    failures.push(format!(
+                        "{backend:?} {rpc:?} as {}: expected {expected:?}, got {outcome:?}",
+                        CALLERS[column]
+                    ));
+                }
+                if let Err(status) = &outcome
+                    && status.code() == Code::PermissionDenied
+                {
+                    assert!(!status.message().is_empty());
+                }
+            }
+        }
+        assert!(
+            failures.is_empty(),
+            "authorization table violations:\n{}",
+            failures.join("\n")
+        );
+        server.stop().await;
+    }
+}
+
+#[test]
+fn the_table_covers_every_rpc_in_the_protos() {
+    let protos = [
+        include_str!("../../proto/kagi/v1/key_management.proto"),
+        include_str!("../../proto/kagi/v1/crypto.proto"),
+        include_str!("../../proto/kagi/v1/principals.proto"),
+    ];
+    let declared: BTreeSet<String> = protos
+        .iter()
+        .flat_map(|text| text.lines())
+        .filter_map(|line| line.trim().strip_prefix("rpc "))
+        .map(|rest| rest.split('(').next().unwrap().trim().to_owned())
+        .collect();
+    let covered: BTreeSet<String> = table()
+        .iter()
+        .map(|(rpc, _)| rpc.method().to_owned())
+        .collect();
+    assert_eq!(declared, covered);
+}

@@ -1,0 +1,118 @@
+//! kagid served in-process on a free loopback port, with the same wiring as the binary.
+
+use std::sync::Arc;
+
+use kagi_kms::clock::{Clock, SystemClock};
+use kagi_kms::crypto::SecretKey;
+use kagi_kms::engine::Engine;
+use kagi_kms::keyring::Keyring;
+use kagi_kms::model::Role;
+use kagi_kms::server;
+use kagi_kms::store::Store;
+use kagi_sdk::Kagi;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+use super::db::{Backend, TestDb};
+
+/// A running server with an admin principal.
+pub struct TestServer {
+    /// `http://127.0.0.1:PORT` (or `https://localhost:PORT` with TLS).
+    pub endpoint: String,
+    /// The admin's bearer token.
+    pub admin_token: String,
+    /// The engine behind the server, for tests that look underneath.
+    pub engine: Engine,
+    /// The root key's bytes, for tests that check what the store holds.
+    pub root: [u8; 32],
+    /// The database (dropped after the server).
+    pub db: TestDb,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl TestServer {
+    /// A plaintext server on a fresh database of `backend`, unsealed with a random root.
+    pub async fn start(backend: Backend) -> Self {
+        Self::start_with(backend, None, Arc::new(SystemClock)).await
+    }
+
+    /// A server with optional TLS and a given clock.
+    pub async fn start_with(
+        backend: Backend,
+        tls: Option<Arc<rustls::ServerConfig>>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        let db = TestDb::new(backend).await;
+        let store = Store::open(&db.url).await.expect("open store");
+        let root: [u8; 32] = rand_root();
+        let keyring = Arc::new(Keyring::sealed(1000));
+        keyring.unseal(SecretKey::from_bytes(root));
+        let engine = Engine::new(store, keyring, clock);
+        let (_, token) = engine
+            .create_principal("test-admin", Role::Admin, None)
+            .await
+            .expect("admin");
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().unwrap().port();
+        let endpoint = match tls {
+            Some(_) => format!("https://localhost:{port}"),
+            None => format!("http://127.0.0.1:{port}"),
+        };
+        let (tx, rx) = oneshot::channel::<()>();
+        let served = engine.clone();
+        let task = tokio::spawn(async move {
+            server::serve(served, listener, tls, async {
+                let _ = rx.await;
+            })
+            .await
+            .expect("serve");
+        });
+        Self {
+            endpoint,
+            admin_token: token.expose().to_owned(),
+            engine,
+            root,
+            db,
+            shutdown: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    /// A client authenticated with `token`.
+    pub async fn client(&self, token: &str) -> Kagi {
+        Kagi::connect(self.endpoint.clone())
+            .token(token)
+            .build()
+            .await
+            .expect("connect")
+    }
+
+    /// A client authenticated as the admin.
+    pub async fn admin(&self) -> Kagi {
+        self.client(&self.admin_token).await
+    }
+
+    /// Stops the server and waits for it.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+        self.engine.store().close().await;
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+fn rand_root() -> [u8; 32] {
+    kagi_kms::crypto::random::array().expect("OS RNG")
+}

@@ -1,0 +1,610 @@
+//! kagictl against a real kagid: both binaries run as processes, nothing is mocked.
+//!
+//! One dev-mode kagid serves the whole walk: an operator sets up a tenant, a key and a
+//! service principal; the service encrypts and decrypts; the operator rotates and disables
+//! the key; and the failures (wrong context, wrong role, bad token) reach the operator as
+//! `kagictl: <code>: <message>` on stderr with a non-zero exit.
+
+use std::fs;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use serde_json::Value;
+use tempfile::TempDir;
+
+/// A dev-mode kagid on a free port, killed when dropped.
+struct Kagid {
+    /// The running server.
+    child: Child,
+    /// `http://127.0.0.1:PORT`, as kagid printed it.
+    endpoint: String,
+    /// The dev admin's token, as kagid printed it.
+    admin_token: String,
+    /// Data directory, kagid's log and the test's files; removed last.
+    dir: TempDir,
+}
+
+impl Kagid {
+    /// Starts kagid and reads its two `export` lines.
+    fn start() -> Self {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let log = fs::File::create(dir.path().join("kagid.log")).expect("a log file");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_kagid"));
+        without_kagi_env(&mut command);
+        let mut child = command
+            .args(["--dev", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path().join("data"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("kagid starts");
+        let stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
+        let mut kagid = Self {
+            child,
+            endpoint: String::new(),
+            admin_token: String::new(),
+            dir,
+        };
+        kagid.read_exports(stdout);
+        kagid
+    }
+
+    /// Reads stdout until both `export` lines are seen, then drains the rest in the
+    /// background so that kagid never blocks on a full pipe.
+    fn read_exports(&mut self, mut stdout: BufReader<std::process::ChildStdout>) {
+        while self.endpoint.is_empty() || self.admin_token.is_empty() {
+            let mut line = String::new();
+            let read = stdout.read_line(&mut line).expect("kagid's stdout");
+            assert!(
+                read > 0,
+                "kagid exited before printing its endpoint and token"
+            );
+            let line = line.trim();
+            if let Some(endpoint) = line.strip_prefix("export KAGI_ENDPOINT=") {
+                self.endpoint = endpoint.to_owned();
+            } else if let Some(token) = line.strip_prefix("export KAGI_TOKEN=") {
+                self.admin_token = token.to_owned();
+            }
+        }
+        std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+    }
+
+    /// Runs kagictl with `token` and `args`, feeding `stdin`.
+    fn kagictl(&self, token: &str, args: &[&str], stdin: &[u8]) -> Run {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_kagictl"));
+        without_kagi_env(&mut command);
+        let mut child = command
+            .env("KAGI_ENDPOINT", &self.endpoint)
+            .env("KAGI_TOKEN", token)
+            .args(args)
+            .current_dir(self.dir.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("kagictl starts");
+        // A separate thread writes stdin so that a large input cannot deadlock against a
+        // full stdout pipe.
+        let mut input = child.stdin.take().expect("piped stdin");
+        let stdin = stdin.to_vec();
+        let writer = std::thread::spawn(move || input.write_all(&stdin));
+        let output = child.wait_with_output().expect("kagictl runs");
+        // kagictl may exit without reading stdin (e.g. on a usage error): a broken pipe here
+        // is expected and harmless.
+        let _ = writer.join();
+        Run {
+            args: args.join(" "),
+            code: output.status.code(),
+            stdout: output.stdout,
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    /// A path in the test's directory.
+    fn path(&self, name: &str) -> String {
+        self.dir.path().join(name).to_string_lossy().into_owned()
+    }
+}
+
+impl Drop for Kagid {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            let mut log = String::new();
+            let _ = fs::File::open(self.dir.path().join("kagid.log"))
+                .and_then(|mut f| f.read_to_string(&mut log));
+            eprintln!("--- kagid log ---\n{log}");
+        }
+    }
+}
+
+/// Keeps the developer's own KAGI_* settings (an endpoint, a token, a config file) out of
+/// the processes under test.
+fn without_kagi_env(command: &mut Command) {
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("KAGI_") {
+            command.env_remove(name);
+        }
+    }
+}
+
+/// One finished kagictl run.
+struct Run {
+    /// The arguments, for failure messages.
+    args: String,
+    /// Exit code.
+    code: Option<i32>,
+    /// Raw stdout.
+    stdout: Vec<u8>,
+    /// Stderr as text.
+    stderr: String,
+}
+
+impl Run {
+    /// Raw stdout, after checking the run succeeded.
+    fn bytes(self) -> Vec<u8> {
+        assert_eq!(
+            self.code,
+            Some(0),
+            "kagictl {} failed: {}",
+            self.args,
+            self.stderr
+        );
+        self.stdout
+    }
+
+    /// Stdout as text, after checking the run succeeded.
+    fn ok(self) -> String {
+        String::from_utf8(self.bytes()).expect("UTF-8 output")
+    }
+
+    /// Stdout as JSON, after checking the run succeeded.
+    fn json(self) -> Value {
+        let args = self.args.clone();
+        let text = self.ok();
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("kagictl {args}: {e}: {text}"))
+    }
+
+    /// Stderr, after checking the run failed with `code` and printed nothing on stdout.
+    fn fails(self, code: i32) -> String {
+        assert_eq!(
+            self.code,
+            Some(code),
+            "kagictl {} should exit {code}; stderr: {}",
+            self.args,
+            self.stderr
+        );
+        assert!(self.stdout.is_empty(), "kagictl {} wrote stdout", self.args);
+        self.stderr
+    }
+}
+
+#[test]
+fn operator_and_service_walk_through_kagictl() {
+    let kagid = Kagid::start();
+    let admin = kagid.admin_token.clone();
+
+    let service = set_up_tenant_key_and_service(&kagid, &admin);
+    let ciphertext = encrypt_and_decrypt_files(&kagid, &service);
+    encrypt_and_decrypt_through_pipes(&kagid, &service);
+    data_keys(&kagid, &service);
+    rotate_and_disable(&kagid, &admin, &service, &ciphertext);
+    list_keys_across_pages(&kagid, &admin);
+    refuse_wrong_callers(&kagid, &admin);
+    refuse_bad_usage(&kagid, &admin);
+    revoke_the_service(&kagid, &admin, &service);
+}
+
+/// Tenant, key and tenant-service principal; returns the service's token.
+fn set_up_tenant_key_and_service(kagid: &Kagid, admin: &str) -> String {
+    let tenant = kagid
+        .kagictl(admin, &["tenant", "create", "school-1"], b"")
+        .ok();
+    assert!(tenant.contains("school-1"), "{tenant}");
+    let tenants = kagid
+        .kagictl(admin, &["tenant", "list", "--json"], b"")
+        .json();
+    assert_eq!(tenants["tenants"][0]["name"], "school-1");
+
+    let create_key = [
+        "key",
+        "create",
+        "--tenant",
+        "school-1",
+        "--name",
+        "grades",
+        "--purpose",
+        "learning-record",
+        "--class",
+        "II",
+        "--json",
+    ];
+    let key = kagid.kagictl(admin, &create_key, b"").json();
+    assert_eq!(key["purpose"], "learning-record");
+    assert_eq!(key["class"], "II");
+    assert_eq!(key["domain"], "gakushu", "the default for learning records");
+    assert_eq!(key["primary_version"], 1);
+    assert_rfc3339(&key["created_at"]);
+
+    let created = kagid
+        .kagictl(
+            admin,
+            &[
+                "principal",
+                "create",
+                "--tenant",
+                "school-1",
+                "--role",
+                "tenant-service",
+                "--name",
+                "grades-app",
+                "--json",
+            ],
+            b"",
+        )
+        .json();
+    assert_eq!(created["principal"]["role"], "tenant-service");
+    let token = created["token"].as_str().expect("a token").to_owned();
+    assert!(token.starts_with("kagi_"), "{token}");
+
+    // Human mode: an export line to paste, and the warning that it is the only chance.
+    let auditor = kagid
+        .kagictl(
+            admin,
+            &[
+                "principal",
+                "create",
+                "--role",
+                "auditor",
+                "--name",
+                "audit",
+            ],
+            b"",
+        )
+        .ok();
+    assert!(
+        auditor
+            .lines()
+            .any(|l| l.starts_with("export KAGI_TOKEN=kagi_")),
+        "{auditor}"
+    );
+    assert!(auditor.contains("shown once"), "{auditor}");
+    token
+}
+
+/// File round trip with a context; a wrong context is refused. Returns the ciphertext file.
+fn encrypt_and_decrypt_files(kagid: &Kagid, service: &str) -> String {
+    let plaintext = b"pupil 42: reading A, arithmetic B\n";
+    fs::write(kagid.path("record.txt"), plaintext).unwrap();
+    let (input, sealed, opened) = (
+        kagid.path("record.txt"),
+        kagid.path("record.kagi"),
+        kagid.path("record.out"),
+    );
+    let encrypt = [
+        "encrypt",
+        "--key",
+        "school-1/grades",
+        "--context",
+        "record=grades",
+        "--context",
+        "year=2026",
+        "--in",
+        &input,
+        "--out",
+        &sealed,
+    ];
+    assert_eq!(kagid.kagictl(service, &encrypt, b"").ok(), "");
+    let ciphertext = fs::read(&sealed).unwrap();
+    assert!(ciphertext.len() > plaintext.len());
+    assert!(!contains(&ciphertext, b"pupil 42"));
+
+    let decrypt = [
+        "decrypt",
+        "--context",
+        "year=2026",
+        "--context",
+        "record=grades",
+        "--in",
+        &sealed,
+        "--out",
+        &opened,
+    ];
+    kagid.kagictl(service, &decrypt, b"").ok();
+    assert_eq!(fs::read(&opened).unwrap(), plaintext);
+
+    let wrong = [
+        "decrypt",
+        "--context",
+        "record=attendance",
+        "--in",
+        &sealed,
+        "--out",
+        &kagid.path("never-written"),
+    ];
+    let stderr = kagid.kagictl(service, &wrong, b"").fails(1);
+    assert!(
+        stderr.starts_with("kagictl: InvalidArgument: ") && stderr.contains("context"),
+        "{stderr}"
+    );
+    assert!(!Path::new(&kagid.path("never-written")).exists());
+    sealed
+}
+
+/// `--in - --out -` in both directions.
+fn encrypt_and_decrypt_through_pipes(kagid: &Kagid, service: &str) {
+    let plaintext = b"through a pipe\x00\xff binary too";
+    let encrypt = [
+        "encrypt",
+        "--key",
+        "school-1/grades",
+        "--in",
+        "-",
+        "--out",
+        "-",
+    ];
+    let ciphertext = kagid.kagictl(service, &encrypt, plaintext).bytes();
+    assert!(!contains(&ciphertext, b"through a pipe"));
+
+    let decrypt = ["decrypt", "--in", "-", "--out", "-"];
+    let opened = kagid.kagictl(service, &decrypt, &ciphertext).bytes();
+    assert_eq!(opened, plaintext);
+
+    // Over the server's 64 KiB limit: kagid's refusal is passed through.
+    let big = vec![7u8; 64 * 1024 + 1];
+    let stderr = kagid.kagictl(service, &encrypt, &big).fails(1);
+    assert!(
+        stderr.contains("InvalidArgument") && stderr.contains("65536"),
+        "{stderr}"
+    );
+}
+
+/// `datakey` in both output modes prints a 256-bit key.
+fn data_keys(kagid: &Kagid, service: &str) {
+    let human = kagid
+        .kagictl(
+            service,
+            &["datakey", "--key", "school-1/grades", "--context", "file=1"],
+            b"",
+        )
+        .ok();
+    let line = human
+        .lines()
+        .find(|l| l.starts_with("plaintext key"))
+        .unwrap_or_else(|| panic!("no plaintext key line: {human}"));
+    let encoded = line.split_whitespace().last().unwrap();
+    assert_eq!(BASE64.decode(encoded).unwrap().len(), 32, "{human}");
+    assert!(human.contains("wrapped key"), "{human}");
+
+    let json = kagid
+        .kagictl(
+            service,
+            &[
+                "datakey",
+                "--key",
+                "school-1/grades",
+                "--spec",
+                "chacha20-poly1305",
+                "--json",
+            ],
+            b"",
+        )
+        .json();
+    let key = BASE64
+        .decode(json["plaintext_key"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(key.len(), 32);
+    assert_eq!(json["key_version"], 1);
+}
+
+/// Rotation keeps old ciphertexts readable; a disabled key refuses to encrypt.
+fn rotate_and_disable(kagid: &Kagid, admin: &str, service: &str, ciphertext: &str) {
+    let rotate = [
+        "key",
+        "rotate",
+        "school-1/grades",
+        "--expected-version",
+        "1",
+    ];
+    kagid.kagictl(admin, &rotate, b"").ok();
+    // The same compare-and-set again loses: version 1 is no longer the primary.
+    let stderr = kagid.kagictl(admin, &rotate, b"").fails(1);
+    assert!(stderr.starts_with("kagictl: Aborted: "), "{stderr}");
+
+    let shown = kagid
+        .kagictl(admin, &["key", "show", "school-1/grades"], b"")
+        .ok();
+    assert!(shown.contains("primary version  2"), "{shown}");
+    let shown = kagid
+        .kagictl(admin, &["key", "show", "school-1/grades", "--json"], b"")
+        .json();
+    assert_eq!(shown["primary_version"], 2);
+    assert_eq!(shown["versions"][0]["state"], "deactivated");
+    assert_eq!(shown["versions"][1]["state"], "active");
+
+    let old = [
+        "decrypt",
+        "--context",
+        "record=grades",
+        "--context",
+        "year=2026",
+        "--in",
+        ciphertext,
+        "--out",
+        "-",
+    ];
+    let opened = kagid.kagictl(service, &old, b"").bytes();
+    assert!(contains(&opened, b"pupil 42"), "version 1 still decrypts");
+
+    let disabled = kagid
+        .kagictl(admin, &["key", "disable", "school-1/grades", "--json"], b"")
+        .json();
+    assert_eq!(disabled["state"], "disabled");
+    let encrypt = [
+        "encrypt",
+        "--key",
+        "school-1/grades",
+        "--in",
+        "-",
+        "--out",
+        "-",
+    ];
+    let stderr = kagid.kagictl(service, &encrypt, b"data").fails(1);
+    assert!(
+        stderr.starts_with("kagictl: FailedPrecondition: ") && stderr.contains("disabled"),
+        "{stderr}"
+    );
+    kagid
+        .kagictl(admin, &["key", "enable", "school-1/grades"], b"")
+        .ok();
+    kagid.kagictl(service, &encrypt, b"data").bytes();
+}
+
+/// `key list` follows next_page_token: with one key per page it still lists them all.
+fn list_keys_across_pages(kagid: &Kagid, admin: &str) {
+    for name in ["attendance", "timetable"] {
+        let args = [
+            "key",
+            "create",
+            "--tenant",
+            "school-1",
+            "--name",
+            name,
+            "--purpose",
+            "school-administration",
+            "--class",
+            "III",
+            "--domain",
+            "komu",
+            "--rotation-days",
+            "90",
+        ];
+        kagid.kagictl(admin, &args, b"").ok();
+    }
+    let listed = kagid
+        .kagictl(admin, &["key", "list", "--json", "--page-size", "1"], b"")
+        .json();
+    let mut names: Vec<&str> = listed["keys"]
+        .as_array()
+        .expect("a keys array")
+        .iter()
+        .map(|k| k["name"].as_str().unwrap())
+        .collect();
+    names.sort_unstable();
+    assert_eq!(names, ["attendance", "grades", "timetable"]);
+
+    let table = kagid
+        .kagictl(admin, &["key", "list", "--tenant", "school-1"], b"")
+        .ok();
+    let header = table.lines().next().unwrap_or_default();
+    assert!(
+        header.starts_with("ID ") && header.contains("NEXT ROTATION"),
+        "{table}"
+    );
+    assert_eq!(table.lines().count(), 4, "{table}");
+}
+
+/// Admins cannot use keys; unknown tokens are refused without being echoed.
+fn refuse_wrong_callers(kagid: &Kagid, admin: &str) {
+    let encrypt = [
+        "encrypt",
+        "--key",
+        "school-1/grades",
+        "--in",
+        "-",
+        "--out",
+        "-",
+    ];
+    let stderr = kagid.kagictl(admin, &encrypt, b"data").fails(1);
+    assert!(
+        stderr.starts_with("kagictl: PermissionDenied: "),
+        "{stderr}"
+    );
+
+    let bad = "kagi_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    for args in [&["tenant", "list"][..], &["key", "list", "--json"][..]] {
+        let stderr = kagid.kagictl(bad, args, b"").fails(1);
+        assert!(stderr.starts_with("kagictl: Unauthenticated: "), "{stderr}");
+        assert!(!stderr.contains("AAAAAAAAAA"), "the token leaked: {stderr}");
+    }
+}
+
+/// Mistakes on the command line exit 2 before anything is sent.
+fn refuse_bad_usage(kagid: &Kagid, admin: &str) {
+    let bad_class = [
+        "key",
+        "create",
+        "--tenant",
+        "school-1",
+        "--name",
+        "x",
+        "--purpose",
+        "other",
+        "--class",
+        "V",
+    ];
+    kagid.kagictl(admin, &bad_class, b"").fails(2);
+    let no_tenant = [
+        "principal",
+        "create",
+        "--role",
+        "tenant-service",
+        "--name",
+        "x",
+    ];
+    kagid.kagictl(admin, &no_tenant, b"").fails(2);
+    let stderr = kagid.kagictl("", &["tenant", "list"], b"").fails(2);
+    assert!(stderr.contains("KAGI_TOKEN"), "{stderr}");
+}
+
+/// A revoked principal's token stops working at once.
+fn revoke_the_service(kagid: &Kagid, admin: &str, service: &str) {
+    let revoked = kagid
+        .kagictl(admin, &["principal", "revoke", "grades-app", "--json"], b"")
+        .json();
+    assert_rfc3339(&revoked["revoked_at"]);
+    let principals = kagid
+        .kagictl(admin, &["principal", "list", "--json"], b"")
+        .json();
+    let listed = principals["principals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "grades-app")
+        .expect("revoked principals are listed");
+    assert_eq!(listed["revoked_at"], revoked["revoked_at"]);
+
+    let encrypt = [
+        "encrypt",
+        "--key",
+        "school-1/grades",
+        "--in",
+        "-",
+        "--out",
+        "-",
+    ];
+    let stderr = kagid.kagictl(service, &encrypt, b"data").fails(1);
+    assert!(stderr.starts_with("kagictl: Unauthenticated: "), "{stderr}");
+}
+
+/// Whether `haystack` contains `needle`.
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Checks a JSON time has the shape `YYYY-MM-DDTHH:MM:SSZ`.
+fn assert_rfc3339(value: &Value) {
+    let text = value
+        .as_str()
+        .unwrap_or_else(|| panic!("not a string: {value}"));
+    let shape: String = text
+        .chars()
+        .map(|c| if c.is_ascii_digit() { 'd' } else { c })
+        .collect();
+    assert_eq!(shape, "dddd-dd-ddTdd:dd:ddZ", "{text}");
+}
