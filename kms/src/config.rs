@@ -22,7 +22,7 @@ pub const DEFAULT_DATA_DIR: &str = "kagi-data";
 /// underscores) in the TOML file given to --config. Flags win over variables, variables over
 /// the file.
 #[derive(Debug, Default, Parser, Deserialize)]
-#[command(name = "kagid", version, about, long_about = None)]
+#[command(name = "kagid", version)]
 #[serde(deny_unknown_fields, default)]
 pub struct Args {
     /// TOML file with settings (keys as the long flag names, with underscores).
@@ -162,7 +162,7 @@ impl Config {
                 ));
             }
         };
-        if !dev && tls.is_none() && !listen.ip().is_loopback() {
+        if tls.is_none() && !listen.ip().is_loopback() {
             return Err(ConfigError::Invalid(format!(
                 "refusing to serve without TLS on {listen}: give --tls-cert and --tls-key, or listen on a loopback address"
             )));
@@ -236,8 +236,9 @@ mod tests {
     }
 
     #[test]
-    fn plaintext_on_a_public_address_is_refused_outside_dev() {
+    fn plaintext_on_a_public_address_is_refused() {
         assert!(parse(&["--listen", "0.0.0.0:7878"]).is_err());
+        assert!(parse(&["--dev", "--listen", "0.0.0.0:7878"]).is_err());
         assert!(parse(&["--listen", "127.0.0.1:7878"]).is_ok());
     }
 }

@@ -12,6 +12,9 @@ use crate::model::{Key, KeyState, KeyVersion};
 /// Most plaintext bytes per Encrypt call; larger data belongs in envelope encryption.
 pub const MAX_PLAINTEXT: usize = 64 * 1024;
 
+/// The longest ciphertext Encrypt can produce.
+pub const MAX_CIPHERTEXT: usize = MAX_PLAINTEXT + crate::crypto::ciphertext::MIN_LEN;
+
 /// A ciphertext whose header was read, before the key is known to be usable by the caller.
 #[derive(Debug)]
 pub struct ParsedCiphertext<'a> {
@@ -63,6 +66,12 @@ impl Engine {
         &self,
         ciphertext: &'a [u8],
     ) -> Result<ParsedCiphertext<'a>, EngineError> {
+        if ciphertext.len() > MAX_CIPHERTEXT {
+            return Err(EngineError::InvalidArgument(format!(
+                "ciphertext is {} bytes; no Kagi KMS ciphertext is longer than {MAX_CIPHERTEXT}",
+                ciphertext.len()
+            )));
+        }
         let (header, body) = Header::parse(ciphertext)?;
         let key_id = uuid::Uuid::from_bytes(header.key_id).to_string();
         Ok(ParsedCiphertext {

@@ -140,7 +140,12 @@ fn validate_name(kind: &str, name: &str, extra: &[char]) -> Result<(), EngineErr
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || extra.contains(&c));
-    if ok {
+    if ok && uuid::Uuid::parse_str(name).is_ok() {
+        // Names and ids share the lookup paths; a name shaped like an id would shadow one.
+        Err(EngineError::InvalidArgument(format!(
+            "{kind} name {name:?} looks like an id: choose another"
+        )))
+    } else if ok {
         Ok(())
     } else {
         Err(EngineError::InvalidArgument(format!(

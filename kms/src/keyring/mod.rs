@@ -74,7 +74,10 @@ impl Keyring {
         let keys = RootKeys {
             wrapping: derive::wrapping_key(&root),
         };
-        *self.root.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(keys));
+        let mut root = self.root.write().unwrap_or_else(|p| p.into_inner());
+        // Keys cached under an earlier root must never be served under this one.
+        self.cache.clear();
+        *root = Some(Arc::new(keys));
     }
 
     /// Drops the root-derived keys and every cached version key (all zeroize on drop).

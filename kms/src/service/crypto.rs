@@ -4,7 +4,7 @@ use kagi_proto::v1 as pb;
 use kagi_proto::v1::crypto_server::Crypto;
 use tonic::{Request, Response, Status};
 
-use super::{authenticate, record};
+use super::{authenticate, authorized_key, record};
 use crate::auth::policy::{Action, authorize, authorize_role};
 use crate::engine::cipher::{DataKey, DataKeySpec, ParsedCiphertext, context_from};
 use crate::engine::{Engine, EngineError};
@@ -20,14 +20,6 @@ impl CryptoService {
     /// A service over `engine`.
     pub fn new(engine: Engine) -> Self {
         Self { engine }
-    }
-
-    /// Resolves a key the principal may use.
-    async fn usable_key(&self, principal: &Principal, reference: &str) -> Result<Key, Status> {
-        authorize_role(principal, Action::UseKey)?;
-        let key = self.engine.resolve_key(reference).await?;
-        authorize(principal, Action::UseKey, Some(&key.tenant_id))?;
-        Ok(key)
     }
 
     /// Reads a ciphertext's header and resolves the key it names, if the principal may use it.
@@ -70,7 +62,7 @@ impl CryptoService {
                     ));
                 }
             };
-            let key = self.usable_key(&principal, &req.key_id).await?;
+            let key = authorized_key(&self.engine, &principal, Action::UseKey, &req.key_id).await?;
             let context = context_from(req.context)?;
             let data_key = self.engine.generate_data_key(&key, &context, spec).await?;
             Ok((data_key, key.id))
@@ -90,7 +82,7 @@ impl Crypto for CryptoService {
         let principal = authenticate(&self.engine, &request).await?;
         let req = request.into_inner();
         let result = async {
-            let key = self.usable_key(&principal, &req.key_id).await?;
+            let key = authorized_key(&self.engine, &principal, Action::UseKey, &req.key_id).await?;
             let context = context_from(req.context)?;
             let (ciphertext, key_version) =
                 self.engine.encrypt(&key, &context, &req.plaintext).await?;
@@ -169,7 +161,13 @@ impl Crypto for CryptoService {
                 // Just resolved, so its primary version is the current one.
                 source.clone()
             } else {
-                self.usable_key(&principal, &req.destination_key_id).await?
+                authorized_key(
+                    &self.engine,
+                    &principal,
+                    Action::UseKey,
+                    &req.destination_key_id,
+                )
+                .await?
             };
             let source_context = context_from(req.source_context)?;
             let destination_context = context_from(req.destination_context)?;

@@ -4,11 +4,11 @@ use kagi_proto::v1 as pb;
 use kagi_proto::v1::key_management_server::KeyManagement;
 use tonic::{Request, Response, Status};
 
-use super::{authenticate, convert, record};
+use super::{authenticate, authorized_key, convert, record};
 use crate::auth::policy::{Action, authorize, authorize_role};
 use crate::engine::Engine;
 use crate::engine::keys::NewKey;
-use crate::model::{Key, KeyState, Principal};
+use crate::model::KeyState;
 
 /// The `KeyManagement` service.
 #[derive(Debug, Clone)]
@@ -22,19 +22,6 @@ impl KeyManagementService {
         Self { engine }
     }
 
-    /// Resolves a key the principal may act on with `action`.
-    async fn key_for(
-        &self,
-        principal: &Principal,
-        action: Action,
-        reference: &str,
-    ) -> Result<Key, Status> {
-        authorize_role(principal, action)?;
-        let key = self.engine.resolve_key(reference).await?;
-        authorize(principal, action, Some(&key.tenant_id))?;
-        Ok(key)
-    }
-
     async fn set_state(
         &self,
         request: Request<String>,
@@ -44,9 +31,8 @@ impl KeyManagementService {
         let principal = authenticate(&self.engine, &request).await?;
         let reference = request.into_inner();
         let result = async {
-            let key = self
-                .key_for(&principal, Action::ManageKey, &reference)
-                .await?;
+            let key =
+                authorized_key(&self.engine, &principal, Action::ManageKey, &reference).await?;
             let key = self.engine.set_key_state(&key, state).await?;
             Ok(convert::key(&key, &[]))
         }
@@ -136,9 +122,7 @@ impl KeyManagement for KeyManagementService {
         let principal = authenticate(&self.engine, &request).await?;
         let reference = request.into_inner().key;
         let result = async {
-            let key = self
-                .key_for(&principal, Action::ReadKey, &reference)
-                .await?;
+            let key = authorized_key(&self.engine, &principal, Action::ReadKey, &reference).await?;
             let versions = self.engine.key_versions(&key).await?;
             Ok(pb::GetKeyResponse {
                 key: Some(convert::key(&key, &versions)),
@@ -183,9 +167,7 @@ impl KeyManagement for KeyManagementService {
         let principal = authenticate(&self.engine, &request).await?;
         let req = request.into_inner();
         let result = async {
-            let key = self
-                .key_for(&principal, Action::ManageKey, &req.key)
-                .await?;
+            let key = authorized_key(&self.engine, &principal, Action::ManageKey, &req.key).await?;
             let expected =
                 (req.expected_current_version != 0).then_some(req.expected_current_version);
             let key = self.engine.rotate_key(&key, expected).await?;

@@ -16,9 +16,10 @@ pub mod status;
 
 use tonic::{Request, Status};
 
+use crate::auth::policy::{Action, authorize, authorize_role};
 use crate::auth::{self, AuthError};
 use crate::engine::Engine;
-use crate::model::Principal;
+use crate::model::{Key, Principal};
 
 /// Finds the principal behind a request's bearer token.
 async fn authenticate<T>(engine: &Engine, request: &Request<T>) -> Result<Principal, Status> {
@@ -50,6 +51,30 @@ async fn authenticate<T>(engine: &Engine, request: &Request<T>) -> Result<Princi
             Status::unauthenticated(other.to_string())
         }
     })
+}
+
+/// Resolves a key that `principal` may act on with `action`.
+///
+/// A tenant-bound principal that names another tenant's key as `TENANT/NAME` is refused before
+/// any lookup, so it cannot learn which tenants or key names exist.
+async fn authorized_key(
+    engine: &Engine,
+    principal: &Principal,
+    action: Action,
+    reference: &str,
+) -> Result<Key, Status> {
+    authorize_role(principal, action)?;
+    if let (Some(own), Some((tenant, _))) =
+        (principal.tenant_id.as_deref(), reference.split_once('/'))
+        && tenant != own
+        && engine.resolve_tenant(own).await?.name != tenant
+    {
+        // `tenant` is not the principal's own tenant, so this refuses.
+        authorize(principal, action, Some(tenant))?;
+    }
+    let key = engine.resolve_key(reference).await?;
+    authorize(principal, action, Some(&key.tenant_id))?;
+    Ok(key)
 }
 
 /// Logs one call's outcome with who made it (the audit trail proper comes with issue #5).
