@@ -13,6 +13,9 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity
 
 use crate::Error;
 
+/// How many times a call is retried on `UNAVAILABLE` or `RESOURCE_EXHAUSTED`.
+pub const RETRIES: usize = 4;
+
 /// Deadline of each call unless the builder sets another.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -162,6 +165,31 @@ impl Kagi {
     /// Principals and tokens.
     pub fn principals(&self) -> PrincipalManagementClient<Authed> {
         PrincipalManagementClient::with_interceptor(self.channel.clone(), self.auth.clone())
+    }
+
+    /// Runs `call`, retrying with exponential backoff while kagid answers `UNAVAILABLE` or
+    /// `RESOURCE_EXHAUSTED` (at most [`RETRIES`] retries). Each attempt has the client's deadline.
+    pub async fn retry<T, F, Fut>(&self, mut call: F) -> Result<T, tonic::Status>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, tonic::Status>>,
+    {
+        let mut delay = Duration::from_millis(50);
+        for _ in 0..RETRIES {
+            match call().await {
+                Err(status)
+                    if matches!(
+                        status.code(),
+                        tonic::Code::Unavailable | tonic::Code::ResourceExhausted
+                    ) =>
+                {
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(2));
+                }
+                other => return other,
+            }
+        }
+        call().await
     }
 
     /// The underlying channel, for other gRPC clients (health, reflection).

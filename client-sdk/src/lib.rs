@@ -21,15 +21,27 @@
 //! ```
 //!
 //! - [`client`]: the connection builder, TLS settings and the token interceptor.
+//! - [`envelope`]: [`Envelope`], envelope encryption of records and (with `encrypt_stream`)
+//!   streams.
+//! - [`cache`]: the opt-in data-key cache.
+//! - [`message`]: the envelope message format v1.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod cache;
 pub mod client;
+pub mod envelope;
+pub mod message;
+pub mod stream;
 
+pub use cache::{CacheLimits, CacheStats};
 pub use client::{Kagi, KagiBuilder, Tls};
+pub use envelope::{Context, Envelope, context};
 /// The generated protobuf types and clients of `kagi.v1`.
 pub use kagi_proto::v1 as pb;
+pub use message::{MessageError, Suite};
+pub use stream::StreamSummary;
 
 /// Why the client could not connect or call.
 #[derive(Debug, thiserror::Error)]
@@ -51,4 +63,16 @@ pub enum Error {
     /// kagid answered with an error.
     #[error("{:?}: {}", .0.code(), .0.message())]
     Status(#[from] tonic::Status),
+    /// A message could not be read or failed to authenticate.
+    #[error(transparent)]
+    Message(#[from] MessageError),
+    /// An argument is out of range.
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// kagid answered something this SDK does not understand.
+    #[error("unexpected answer from kagid: {0}")]
+    Protocol(String),
+    /// Reading or writing a stream failed.
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
 }

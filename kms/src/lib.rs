@@ -23,7 +23,7 @@
 pub mod auth;
 pub mod clock;
 pub mod config;
-pub mod crypto;
+pub use kagi_crypto as crypto;
 pub mod dev;
 pub mod engine;
 pub mod keyring;

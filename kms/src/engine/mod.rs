@@ -5,11 +5,13 @@
 //! - [`keys`]: create, resolve, list, rotate, enable and disable keys.
 //! - [`cipher`]: encrypt, decrypt, data keys and re-encrypt under tenant keys.
 //! - [`principals`]: principals and their tokens.
+//! - [`usage`]: call counts per operation.
 
 pub mod cipher;
 pub mod keys;
 pub mod principals;
 pub mod tenants;
+pub mod usage;
 
 use std::sync::Arc;
 
@@ -106,6 +108,7 @@ pub struct Engine {
     store: Store,
     keyring: Arc<Keyring>,
     clock: Arc<dyn Clock>,
+    calls: Arc<usage::CallCounts>,
 }
 
 impl Engine {
@@ -115,6 +118,7 @@ impl Engine {
             store,
             keyring,
             clock,
+            calls: Arc::default(),
         }
     }
 
@@ -126,6 +130,11 @@ impl Engine {
     /// The keyring.
     pub fn keyring(&self) -> &Keyring {
         &self.keyring
+    }
+
+    /// Call counts per operation.
+    pub fn calls(&self) -> &usage::CallCounts {
+        &self.calls
     }
 
     fn now(&self) -> i64 {

@@ -49,7 +49,7 @@ impl CryptoService {
         &self,
         request: Request<pb::GenerateDataKeyRequest>,
         op: &'static str,
-    ) -> Result<(DataKey, String), Status> {
+    ) -> Result<(DataKey, Key), Status> {
         let principal = authenticate(&self.engine, &request).await?;
         let req = request.into_inner();
         let result = async {
@@ -65,10 +65,10 @@ impl CryptoService {
             let key = authorized_key(&self.engine, &principal, Action::UseKey, &req.key_id).await?;
             let context = context_from(req.context)?;
             let data_key = self.engine.generate_data_key(&key, &context, spec).await?;
-            Ok((data_key, key.id))
+            Ok((data_key, key))
         }
         .await;
-        record(op, Some(&principal), &req.key_id, &result);
+        record(&self.engine, op, Some(&principal), &req.key_id, &result);
         result
     }
 }
@@ -93,7 +93,13 @@ impl Crypto for CryptoService {
             })
         }
         .await;
-        record("Encrypt", Some(&principal), &req.key_id, &result);
+        record(
+            &self.engine,
+            "Encrypt",
+            Some(&principal),
+            &req.key_id,
+            &result,
+        );
         result.map(Response::new)
     }
 
@@ -116,7 +122,13 @@ impl Crypto for CryptoService {
             })
         }
         .await;
-        record("Decrypt", Some(&principal), &resource, &result);
+        record(
+            &self.engine,
+            "Decrypt",
+            Some(&principal),
+            &resource,
+            &result,
+        );
         result.map(Response::new)
     }
 
@@ -124,12 +136,13 @@ impl Crypto for CryptoService {
         &self,
         request: Request<pb::GenerateDataKeyRequest>,
     ) -> Result<Response<pb::GenerateDataKeyResponse>, Status> {
-        let (data_key, key_id) = self.data_key(request, "GenerateDataKey").await?;
+        let (data_key, key) = self.data_key(request, "GenerateDataKey").await?;
         Ok(Response::new(pb::GenerateDataKeyResponse {
             plaintext_key: data_key.plaintext.expose().to_vec(),
             wrapped_key: data_key.wrapped,
-            key_id,
+            key_id: key.id,
             key_version: data_key.version,
+            tenant_id: key.tenant_id,
         }))
     }
 
@@ -137,13 +150,14 @@ impl Crypto for CryptoService {
         &self,
         request: Request<pb::GenerateDataKeyRequest>,
     ) -> Result<Response<pb::GenerateDataKeyWithoutPlaintextResponse>, Status> {
-        let (data_key, key_id) = self
+        let (data_key, key) = self
             .data_key(request, "GenerateDataKeyWithoutPlaintext")
             .await?;
         Ok(Response::new(pb::GenerateDataKeyWithoutPlaintextResponse {
             wrapped_key: data_key.wrapped,
-            key_id,
+            key_id: key.id,
             key_version: data_key.version,
+            tenant_id: key.tenant_id,
         }))
     }
 
@@ -190,7 +204,13 @@ impl Crypto for CryptoService {
             })
         }
         .await;
-        record("ReEncrypt", Some(&principal), &resource, &result);
+        record(
+            &self.engine,
+            "ReEncrypt",
+            Some(&principal),
+            &resource,
+            &result,
+        );
         result.map(Response::new)
     }
 }

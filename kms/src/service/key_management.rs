@@ -37,7 +37,7 @@ impl KeyManagementService {
             Ok(convert::key(&key, &[]))
         }
         .await;
-        record(op, Some(&principal), &reference, &result);
+        record(&self.engine, op, Some(&principal), &reference, &result);
         result
     }
 }
@@ -58,7 +58,13 @@ impl KeyManagement for KeyManagementService {
             })
         }
         .await;
-        record("CreateTenant", Some(&principal), &name, &result);
+        record(
+            &self.engine,
+            "CreateTenant",
+            Some(&principal),
+            &name,
+            &result,
+        );
         result.map(Response::new)
     }
 
@@ -75,7 +81,7 @@ impl KeyManagement for KeyManagementService {
             })
         }
         .await;
-        record("ListTenants", Some(&principal), "", &result);
+        record(&self.engine, "ListTenants", Some(&principal), "", &result);
         result.map(Response::new)
     }
 
@@ -107,6 +113,7 @@ impl KeyManagement for KeyManagementService {
         }
         .await;
         record(
+            &self.engine,
             "CreateKey",
             Some(&principal),
             &format!("{}/{}", req.tenant, req.name),
@@ -129,7 +136,13 @@ impl KeyManagement for KeyManagementService {
             })
         }
         .await;
-        record("GetKey", Some(&principal), &reference, &result);
+        record(
+            &self.engine,
+            "GetKey",
+            Some(&principal),
+            &reference,
+            &result,
+        );
         result.map(Response::new)
     }
 
@@ -156,7 +169,13 @@ impl KeyManagement for KeyManagementService {
             })
         }
         .await;
-        record("ListKeys", Some(&principal), &req.tenant, &result);
+        record(
+            &self.engine,
+            "ListKeys",
+            Some(&principal),
+            &req.tenant,
+            &result,
+        );
         result.map(Response::new)
     }
 
@@ -177,7 +196,13 @@ impl KeyManagement for KeyManagementService {
             })
         }
         .await;
-        record("RotateKey", Some(&principal), &req.key, &result);
+        record(
+            &self.engine,
+            "RotateKey",
+            Some(&principal),
+            &req.key,
+            &result,
+        );
         result.map(Response::new)
     }
 

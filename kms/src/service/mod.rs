@@ -79,11 +79,13 @@ async fn authorized_key(
 
 /// Logs one call's outcome with who made it (the audit trail proper comes with issue #5).
 fn record<T>(
+    engine: &Engine,
     operation: &'static str,
     principal: Option<&Principal>,
     resource: &str,
     result: &Result<T, Status>,
 ) {
+    engine.calls().count(operation);
     let principal_id = principal.map_or("-", |p| p.id.as_str());
     match result {
         Ok(_) => tracing::info!(

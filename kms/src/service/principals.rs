@@ -46,7 +46,13 @@ impl PrincipalManagement for PrincipalService {
             })
         }
         .await;
-        record("CreatePrincipal", Some(&principal), &req.name, &result);
+        record(
+            &self.engine,
+            "CreatePrincipal",
+            Some(&principal),
+            &req.name,
+            &result,
+        );
         result.map(Response::new)
     }
 
@@ -63,7 +69,13 @@ impl PrincipalManagement for PrincipalService {
             })
         }
         .await;
-        record("ListPrincipals", Some(&principal), "", &result);
+        record(
+            &self.engine,
+            "ListPrincipals",
+            Some(&principal),
+            "",
+            &result,
+        );
         result.map(Response::new)
     }
 
@@ -81,7 +93,13 @@ impl PrincipalManagement for PrincipalService {
             })
         }
         .await;
-        record("RevokePrincipal", Some(&principal), &target, &result);
+        record(
+            &self.engine,
+            "RevokePrincipal",
+            Some(&principal),
+            &target,
+            &result,
+        );
         result.map(Response::new)
     }
 }

@@ -1,4 +1,5 @@
-//! Cryptographic primitives with no I/O and no async: pure functions over bytes.
+//! kagi-crypto: Kagi's cryptographic primitives, with no I/O and no async: pure functions over
+//! bytes, shared by kagid and kagi-sdk so that both speak exactly one format.
 //!
 //! - [`secret`]: [`SecretKey`], a 256-bit key that zeroizes on drop and never prints.
 //! - [`random`]: every random byte Kagi uses, from the operating system's CSPRNG.
@@ -7,6 +8,9 @@
 //! - [`context`]: canonical encoding of an encryption context.
 //! - [`ciphertext`]: the self-describing KMS ciphertext (format v1).
 //! - [`wrap`]: wrapping tenant key versions under the root, bound to their identity.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod aead;
 pub mod ciphertext;

@@ -4,8 +4,8 @@
 use hkdf::Hkdf;
 use sha2::Sha256;
 
-use super::SecretKey;
-use super::secret::KEY_LEN;
+use crate::SecretKey;
+use crate::secret::KEY_LEN;
 
 /// `info` label of the key that wraps tenant key versions, derived from the root key.
 const WRAPPING_INFO: &[u8] = b"kagi/v1/tenant-key-wrapping";
@@ -24,7 +24,9 @@ pub fn message_key(version_key: &SecretKey, salt: &[u8], key_identity: &[u8]) ->
     expand(Some(salt), version_key, &[MESSAGE_INFO, key_identity])
 }
 
-fn expand(salt: Option<&[u8]>, ikm: &SecretKey, info: &[&[u8]]) -> SecretKey {
+/// HKDF-SHA-256 of `ikm` with `salt`, and `info` the concatenation of `info` parts, giving a
+/// 256-bit key. Callers give each purpose its own label as the first part.
+pub fn expand(salt: Option<&[u8]>, ikm: &SecretKey, info: &[&[u8]]) -> SecretKey {
     let hkdf = Hkdf::<Sha256>::new(salt, ikm.expose());
     let info: Vec<u8> = info.concat();
     let mut okm = [0u8; KEY_LEN];

@@ -4,7 +4,7 @@ use std::fmt;
 
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
-use super::{CryptoError, random};
+use crate::{CryptoError, random};
 
 /// Length in bytes of every symmetric key in Kagi.
 pub const KEY_LEN: usize = 32;

@@ -4,8 +4,8 @@
 //! binds the tenant id, key id and version, so a stored row copied onto another key, version or
 //! tenant fails to unwrap instead of silently serving the wrong key (catalogue K7).
 
-use super::aead::{self, NONCE_LEN};
-use super::{CryptoError, SecretKey, random};
+use crate::aead::{self, NONCE_LEN};
+use crate::{CryptoError, SecretKey, random};
 
 /// Format byte of wrapped key material.
 const WRAP_V1: u8 = 1;

@@ -3,7 +3,7 @@
 use rand::TryRng;
 use rand::rngs::SysRng;
 
-use super::CryptoError;
+use crate::CryptoError;
 
 /// Fills `buf` with random bytes from the OS.
 pub fn fill(buf: &mut [u8]) -> Result<(), CryptoError> {

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use super::CryptoError;
+use crate::CryptoError;
 
 /// Most pairs a context may hold.
 pub const MAX_PAIRS: usize = 64;
@@ -65,6 +65,50 @@ impl EncryptionContext {
     }
 }
 
+impl EncryptionContext {
+    /// Reads the canonical encoding back. Refuses anything [`encode`](Self::encode) would not
+    /// have written (unsorted or repeated keys, bad UTF-8, trailing bytes), so that a decoded
+    /// context always re-encodes to the same bytes.
+    pub fn decode(bytes: &[u8]) -> Result<Self, CryptoError> {
+        let bad = |why: &str| CryptoError::InvalidContext(format!("malformed encoding: {why}"));
+        let mut rest = bytes;
+        let mut take = |n: usize| -> Result<&[u8], CryptoError> {
+            if rest.len() < n {
+                return Err(bad("truncated"));
+            }
+            let (head, tail) = rest.split_at(n);
+            rest = tail;
+            Ok(head)
+        };
+        let count = u16::from_be_bytes(take(2)?.try_into().expect("2 bytes")) as usize;
+        let mut pairs: Vec<(String, String)> = Vec::with_capacity(count.min(MAX_PAIRS));
+        for _ in 0..count {
+            let mut field = || -> Result<String, CryptoError> {
+                let len = u16::from_be_bytes(take(2)?.try_into().expect("2 bytes")) as usize;
+                String::from_utf8(take(len)?.to_vec()).map_err(|_| bad("not UTF-8"))
+            };
+            let key = field()?;
+            let value = field()?;
+            if pairs
+                .last()
+                .is_some_and(|(last, _)| last.as_str() >= key.as_str())
+            {
+                return Err(bad("keys not in strictly ascending order"));
+            }
+            pairs.push((key, value));
+        }
+        if !rest.is_empty() {
+            return Err(bad("trailing bytes"));
+        }
+        Self::new(pairs)
+    }
+
+    /// Whether every pair of `expected` is in this context with the same value.
+    pub fn contains_all(&self, expected: &EncryptionContext) -> bool {
+        expected.0.iter().all(|(k, v)| self.0.get(k) == Some(v))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -90,6 +134,29 @@ mod tests {
             ctx(&[("k", "v")]).encode(),
             vec![0, 1, 0, 1, b'k', 0, 1, b'v']
         );
+    }
+
+    #[test]
+    fn decode_inverts_encode_and_refuses_non_canonical_bytes() {
+        let c = ctx(&[("b", "2"), ("a", "1"), ("ü", "")]);
+        assert_eq!(EncryptionContext::decode(&c.encode()).unwrap(), c);
+        let swapped = [0, 2, 0, 1, b'b', 0, 0, 0, 1, b'a', 0, 0];
+        assert!(EncryptionContext::decode(&swapped).is_err());
+        let repeated = [0, 2, 0, 1, b'a', 0, 0, 0, 1, b'a', 0, 0];
+        assert!(EncryptionContext::decode(&repeated).is_err());
+        let mut trailing = c.encode();
+        trailing.push(0);
+        assert!(EncryptionContext::decode(&trailing).is_err());
+        assert!(EncryptionContext::decode(&c.encode()[..3]).is_err());
+    }
+
+    #[test]
+    fn subset_check() {
+        let bound = ctx(&[("a", "1"), ("b", "2")]);
+        assert!(bound.contains_all(&ctx(&[("a", "1")])));
+        assert!(bound.contains_all(&ctx(&[])));
+        assert!(!bound.contains_all(&ctx(&[("a", "2")])));
+        assert!(!bound.contains_all(&ctx(&[("c", "3")])));
     }
 
     #[test]
