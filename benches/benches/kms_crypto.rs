@@ -2,18 +2,16 @@
 //! ciphertext (format v1, docs/ciphertext-format.md) and wrapping and unwrapping a tenant key
 //! version under the root's wrapping key.
 //!
-//! Run with `cargo bench -p kagi-benches`; docs/performance.md records the figures.
+//! Run with `cargo bench -p kagi-benches --bench kms_crypto`; docs/performance.md records the
+//! figures.
 
-use divan::counter::BytesCount;
-use divan::{Bencher, black_box};
+use std::hint::black_box;
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use kagi_kms::crypto::SecretKey;
 use kagi_kms::crypto::ciphertext::{Header, open, seal};
 use kagi_kms::crypto::context::EncryptionContext;
 use kagi_kms::crypto::wrap::{self, VersionIdentity};
-
-fn main() {
-    divan::main();
-}
 
 /// Plaintext sizes: a typical record (1 KiB) and the largest a single Encrypt takes (64 KiB).
 const SIZES: &[usize] = &[1024, 64 * 1024];
@@ -42,47 +40,58 @@ fn identity() -> VersionIdentity<'static> {
 
 /// What Encrypt does once it holds the version key: a fresh random salt and nonce from the
 /// OS, the HKDF-SHA-256 message key, and AES-256-GCM over the plaintext.
-#[divan::bench(args = SIZES)]
-fn ciphertext_seal(bencher: Bencher, size: usize) {
+fn ciphertext_seal(c: &mut Criterion) {
     let key = version_key();
     let ctx = context();
-    let plaintext = vec![0x42u8; size];
-    bencher.counter(BytesCount::new(size)).bench_local(|| {
-        let header = Header::random(KEY_ID, 2).expect("the OS RNG works");
-        seal(&key, black_box(&header), &ctx, black_box(&plaintext))
-    });
+    let mut group = c.benchmark_group("ciphertext_seal");
+    for &size in SIZES {
+        let plaintext = vec![0x42u8; size];
+        group.throughput(Throughput::Bytes(size as u64));
+        group.bench_with_input(BenchmarkId::from_parameter(size), &plaintext, |b, pt| {
+            b.iter(|| {
+                let header = Header::random(KEY_ID, 2).expect("the OS RNG works");
+                seal(&key, black_box(&header), &ctx, black_box(pt))
+            });
+        });
+    }
+    group.finish();
 }
 
 /// What Decrypt does once it holds the version key: parse the header, derive the message key,
 /// authenticate and decrypt.
-#[divan::bench(args = SIZES)]
-fn ciphertext_open(bencher: Bencher, size: usize) {
+fn ciphertext_open(c: &mut Criterion) {
     let key = version_key();
     let ctx = context();
-    let header = Header::random(KEY_ID, 2).expect("the OS RNG works");
-    let ciphertext = seal(&key, &header, &ctx, &vec![0x42u8; size]);
-    bencher.counter(BytesCount::new(size)).bench_local(|| {
-        let (header, body) = Header::parse(black_box(&ciphertext)).expect("well-formed");
-        open(&key, &header, body, &ctx).expect("authentic")
-    });
+    let mut group = c.benchmark_group("ciphertext_open");
+    for &size in SIZES {
+        let header = Header::random(KEY_ID, 2).expect("the OS RNG works");
+        let ciphertext = seal(&key, &header, &ctx, &vec![0x42u8; size]);
+        group.throughput(Throughput::Bytes(size as u64));
+        group.bench_with_input(BenchmarkId::from_parameter(size), &ciphertext, |b, ct| {
+            b.iter(|| {
+                let (header, body) = Header::parse(black_box(ct)).expect("well-formed");
+                open(&key, &header, body, &ctx).expect("authentic")
+            });
+        });
+    }
+    group.finish();
 }
 
-/// Wrapping a new version key for storage (RotateKey, CreateKey).
-#[divan::bench]
-fn version_key_wrap(bencher: Bencher) {
+/// Wrapping a new version key for storage (RotateKey, CreateKey), and unwrapping a stored one
+/// (a key-cache miss).
+fn version_key_wrap(c: &mut Criterion) {
     let wrapping_key = SecretKey::from_bytes([7; 32]);
     let key = version_key();
-    bencher.bench_local(|| {
-        wrap::wrap(&wrapping_key, black_box(identity()), &key).expect("the OS RNG works")
+    c.bench_function("version_key_wrap", |b| {
+        b.iter(|| {
+            wrap::wrap(&wrapping_key, black_box(identity()), &key).expect("the OS RNG works")
+        });
+    });
+    let wrapped = wrap::wrap(&wrapping_key, identity(), &key).expect("the OS RNG works");
+    c.bench_function("version_key_unwrap", |b| {
+        b.iter(|| wrap::unwrap(&wrapping_key, identity(), black_box(&wrapped)).expect("authentic"));
     });
 }
 
-/// Unwrapping a stored version key (a key-cache miss).
-#[divan::bench]
-fn version_key_unwrap(bencher: Bencher) {
-    let wrapping_key = SecretKey::from_bytes([7; 32]);
-    let wrapped = wrap::wrap(&wrapping_key, identity(), &version_key()).expect("the OS RNG works");
-    bencher.bench_local(|| {
-        wrap::unwrap(&wrapping_key, identity(), black_box(&wrapped)).expect("authentic")
-    });
-}
+criterion_group!(benches, ciphertext_seal, ciphertext_open, version_key_wrap);
+criterion_main!(benches);

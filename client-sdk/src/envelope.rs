@@ -120,6 +120,26 @@ impl Envelope {
         self.frame_size
     }
 
+    /// The connection this envelope calls kagid through (for key metadata, e.g. a key's
+    /// importance class).
+    ///
+    /// ```no_run
+    /// # async fn demo(envelope: kagi_sdk::Envelope) -> Result<(), kagi_sdk::Error> {
+    /// use kagi_sdk::pb;
+    ///
+    /// let key = envelope
+    ///     .kagi()
+    ///     .keys()
+    ///     .get_key(pb::GetKeyRequest { key: "school-1/grades".into() })
+    ///     .await?
+    ///     .into_inner()
+    ///     .key;
+    /// # let _ = key; Ok(()) }
+    /// ```
+    pub fn kagi(&self) -> &Kagi {
+        &self.kagi
+    }
+
     /// Encrypts `plaintext` under a data key of `key_id` (an id or `TENANT/NAME`), binding
     /// `context`, as a single-shot message.
     pub async fn encrypt(

@@ -33,6 +33,7 @@ pub mod cache;
 pub mod client;
 pub mod envelope;
 pub mod message;
+pub mod record;
 pub mod stream;
 
 pub use cache::{CacheLimits, CacheStats};
@@ -41,6 +42,7 @@ pub use envelope::{Context, Envelope, context};
 /// The generated protobuf types and clients of `kagi.v1`.
 pub use kagi_proto::v1 as pb;
 pub use message::{MessageError, Suite};
+pub use record::{DataClass, FieldRule, RecordCipher, RecordError};
 pub use stream::StreamSummary;
 
 /// Why the client could not connect or call.
@@ -75,4 +77,7 @@ pub enum Error {
     /// Reading or writing a stream failed.
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
+    /// A record could not be encrypted or decrypted field by field.
+    #[error(transparent)]
+    Record(#[from] RecordError),
 }

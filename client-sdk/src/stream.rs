@@ -110,6 +110,10 @@ impl Envelope {
 
     /// Decrypts a message from `reader` to `writer`, frame by frame. Every pair of `expected`
     /// must be in the message's context.
+    ///
+    /// Memory stays constant for framed messages (what `encrypt_stream` writes). A single-shot
+    /// message (what [`Envelope::encrypt`] writes) is one frame, buffered whole until its tag
+    /// verifies: use `decrypt_stream` on those only when their size is bounded.
     pub async fn decrypt_stream<R, W>(
         &self,
         expected: &Context,

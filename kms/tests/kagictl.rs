@@ -192,6 +192,8 @@ fn operator_and_service_walk_through_kagictl() {
     let service = set_up_tenant_key_and_service(&kagid, &admin);
     let ciphertext = encrypt_and_decrypt_files(&kagid, &service);
     encrypt_and_decrypt_through_pipes(&kagid, &service);
+    stream_large_files(&kagid, &service);
+    decrypt_kms_ciphertexts(&kagid, &service);
     data_keys(&kagid, &service);
     rotate_and_disable(&kagid, &admin, &service, &ciphertext);
     list_keys_across_pages(&kagid, &admin);
@@ -301,6 +303,7 @@ fn encrypt_and_decrypt_files(kagid: &Kagid, service: &str) -> String {
     ];
     assert_eq!(kagid.kagictl(service, &encrypt, b"").ok(), "");
     let ciphertext = fs::read(&sealed).unwrap();
+    assert_eq!(&ciphertext[..2], b"KE", "an envelope message");
     assert!(ciphertext.len() > plaintext.len());
     assert!(!contains(&ciphertext, b"pupil 42"));
 
@@ -318,25 +321,42 @@ fn encrypt_and_decrypt_files(kagid: &Kagid, service: &str) -> String {
     kagid.kagictl(service, &decrypt, b"").ok();
     assert_eq!(fs::read(&opened).unwrap(), plaintext);
 
-    let wrong = [
-        "decrypt",
-        "--context",
-        "record=attendance",
-        "--in",
-        &sealed,
-        "--out",
-        &kagid.path("never-written"),
-    ];
-    let stderr = kagid.kagictl(service, &wrong, b"").fails(1);
-    assert!(
-        stderr.starts_with("kagictl: InvalidArgument: ") && stderr.contains("context"),
-        "{stderr}"
-    );
-    assert!(!Path::new(&kagid.path("never-written")).exists());
+    // With --json: the key, the version that wrapped the data key, the bytes written.
+    let mut json = decrypt.to_vec();
+    json.push("--json");
+    let view = kagid.kagictl(service, &json, b"").json();
+    assert_eq!(view["format"], "envelope");
+    assert_eq!(view["key_version"], 1);
+    assert_eq!(view["bytes"], plaintext.len());
+    let mut json = encrypt.to_vec();
+    json.push("--json");
+    let view = kagid.kagictl(service, &json, b"").json();
+    assert_eq!(view["bytes"], fs::read(&sealed).unwrap().len());
+    assert_eq!(view["key_id"].as_str().unwrap().len(), 36, "{view}");
+
+    // A pair the message does not have, or a different value, is refused before any output.
+    for pair in ["record=attendance", "term=1"] {
+        let wrong = [
+            "decrypt",
+            "--context",
+            pair,
+            "--in",
+            &sealed,
+            "--out",
+            &kagid.path("never-written"),
+        ];
+        let stderr = kagid.kagictl(service, &wrong, b"").fails(1);
+        assert!(
+            stderr.starts_with("kagictl: ") && stderr.contains("context"),
+            "{stderr}"
+        );
+        assert!(!Path::new(&kagid.path("never-written")).exists());
+    }
+    assert_no_temporary_files(kagid);
     sealed
 }
 
-/// `--in - --out -` in both directions.
+/// `--in - --out -` in both directions, past the 64 KiB that kagid's Encrypt takes.
 fn encrypt_and_decrypt_through_pipes(kagid: &Kagid, service: &str) {
     let plaintext = b"through a pipe\x00\xff binary too";
     let encrypt = [
@@ -355,13 +375,203 @@ fn encrypt_and_decrypt_through_pipes(kagid: &Kagid, service: &str) {
     let opened = kagid.kagictl(service, &decrypt, &ciphertext).bytes();
     assert_eq!(opened, plaintext);
 
-    // Over the server's 64 KiB limit: kagid's refusal is passed through.
-    let big = vec![7u8; 64 * 1024 + 1];
-    let stderr = kagid.kagictl(service, &encrypt, &big).fails(1);
+    let big = pseudo_random(64 * 1024 * 3 + 17, 1);
+    let ciphertext = kagid.kagictl(service, &encrypt, &big).bytes();
+    let opened = kagid.kagictl(service, &decrypt, &ciphertext).bytes();
+    assert!(opened == big, "a 192 KiB pipe round trip");
+
+    // Neither "KE" nor "KG": refused.
+    let stderr = kagid.kagictl(service, &decrypt, b"hello").fails(1);
+    assert!(stderr.contains("not a Kagi ciphertext"), "{stderr}");
+}
+
+/// A multi-MiB file in both suites and two frame sizes; a damaged file leaves --out as it was.
+fn stream_large_files(kagid: &Kagid, service: &str) {
+    let plaintext = pseudo_random(5 << 20, 2);
+    fs::write(kagid.path("big.bin"), &plaintext).unwrap();
+    let (input, sealed, opened) = (
+        kagid.path("big.bin"),
+        kagid.path("big.kagi"),
+        kagid.path("big.out"),
+    );
+    for (suite, frame_size, suite_byte) in [
+        ("aes-256-gcm", "65536", 0x01),
+        ("chacha20-poly1305", "4096", 0x02),
+    ] {
+        let encrypt = [
+            "encrypt",
+            "--key",
+            "school-1/grades",
+            "--context",
+            "file=big",
+            "--suite",
+            suite,
+            "--frame-size",
+            frame_size,
+            "--in",
+            &input,
+            "--out",
+            &sealed,
+        ];
+        kagid.kagictl(service, &encrypt, b"").ok();
+        let ciphertext = fs::read(&sealed).unwrap();
+        assert_eq!(ciphertext[3], suite_byte, "the suite in the header");
+        let frame: u32 = frame_size.parse().unwrap();
+        assert_eq!(ciphertext[5..9], frame.to_be_bytes(), "the frame size");
+        let frames = (plaintext.len() as u32).div_ceil(frame) as usize;
+        assert!(ciphertext.len() > plaintext.len() + frames * 21);
+
+        let decrypt = [
+            "decrypt",
+            "--context",
+            "file=big",
+            "--in",
+            &sealed,
+            "--out",
+            &opened,
+        ];
+        kagid.kagictl(service, &decrypt, b"").ok();
+        assert!(
+            fs::read(&opened).unwrap() == plaintext,
+            "{suite} round trip"
+        );
+    }
+
+    // Truncated or modified in the middle: decrypt fails, and an existing --out keeps its
+    // bytes (the verified frames before the damage went to a temporary file, now removed).
+    let ciphertext = fs::read(&sealed).unwrap();
+    let mut flipped = ciphertext.clone();
+    flipped[ciphertext.len() / 2] ^= 0x01;
+    for damaged in [&ciphertext[..ciphertext.len() - 1], &flipped[..]] {
+        fs::write(kagid.path("damaged.kagi"), damaged).unwrap();
+        fs::write(&opened, b"keep me").unwrap();
+        let decrypt = [
+            "decrypt",
+            "--context",
+            "file=big",
+            "--in",
+            &kagid.path("damaged.kagi"),
+            "--out",
+            &opened,
+        ];
+        let stderr = kagid.kagictl(service, &decrypt, b"").fails(1);
+        assert!(
+            stderr.contains("truncated") || stderr.contains("authentication failed"),
+            "{stderr}"
+        );
+        assert_eq!(fs::read(&opened).unwrap(), b"keep me");
+        let fresh = [
+            "decrypt",
+            "--context",
+            "file=big",
+            "--in",
+            &kagid.path("damaged.kagi"),
+            "--out",
+            &kagid.path("never-written"),
+        ];
+        kagid.kagictl(service, &fresh, b"").fails(1);
+        assert!(!Path::new(&kagid.path("never-written")).exists());
+    }
+    assert_no_temporary_files(kagid);
+}
+
+/// Files made by earlier kagictl versions (a KMS ciphertext from kagid's Encrypt, "KG") still
+/// decrypt, through kagid, with exactly their context.
+fn decrypt_kms_ciphertexts(kagid: &Kagid, service: &str) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let ciphertext = runtime.block_on(async {
+        let kagi = kagi_sdk::Kagi::connect(kagid.endpoint.clone())
+            .token(service)
+            .build()
+            .await
+            .expect("connect");
+        kagi.crypto()
+            .encrypt(kagi_sdk::pb::EncryptRequest {
+                key_id: "school-1/grades".into(),
+                plaintext: b"an old kagictl file".to_vec(),
+                context: [("record".to_owned(), "grades".to_owned())].into(),
+            })
+            .await
+            .expect("Encrypt")
+            .into_inner()
+            .ciphertext
+    });
+    assert_eq!(&ciphertext[..2], b"KG");
+    fs::write(kagid.path("old.kagi"), &ciphertext).unwrap();
+    let (sealed, opened) = (kagid.path("old.kagi"), kagid.path("old.out"));
+    let decrypt = [
+        "decrypt",
+        "--context",
+        "record=grades",
+        "--in",
+        &sealed,
+        "--out",
+        &opened,
+        "--json",
+    ];
+    let view = kagid.kagictl(service, &decrypt, b"").json();
+    assert_eq!(view["format"], "kms");
+    assert_eq!(view["key_version"], 1);
+    assert_eq!(fs::read(&opened).unwrap(), b"an old kagictl file");
+    let piped = [
+        "decrypt",
+        "--context",
+        "record=grades",
+        "--in",
+        "-",
+        "--out",
+        "-",
+    ];
+    let opened = kagid.kagictl(service, &piped, &ciphertext).bytes();
+    assert_eq!(opened, b"an old kagictl file");
+
+    // kagid checks the context of a KMS ciphertext: all of it, exactly.
+    let wrong = [
+        "decrypt",
+        "--in",
+        &sealed,
+        "--out",
+        &kagid.path("never-written"),
+    ];
+    let stderr = kagid.kagictl(service, &wrong, b"").fails(1);
     assert!(
-        stderr.contains("InvalidArgument") && stderr.contains("65536"),
+        stderr.starts_with("kagictl: InvalidArgument: ") && stderr.contains("context"),
         "{stderr}"
     );
+    assert!(!Path::new(&kagid.path("never-written")).exists());
+
+    // Longer than any KMS ciphertext: refused without a call.
+    let mut long = ciphertext.clone();
+    long.resize(64 * 1024 + 85, 0);
+    let stderr = kagid.kagictl(service, &piped, &long).fails(1);
+    assert!(stderr.contains("longer than any"), "{stderr}");
+}
+
+/// Bytes that do not compress and differ by `seed` (xorshift64*).
+fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = 0x9e37_79b9_7f4a_7c15 ^ seed;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        out.extend_from_slice(&state.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// No `.NAME.kagictl-….tmp` file was left in the test's directory.
+fn assert_no_temporary_files(kagid: &Kagid) {
+    let left: Vec<String> = fs::read_dir(kagid.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.contains(".kagictl-"))
+        .collect();
+    assert!(left.is_empty(), "temporary files left behind: {left:?}");
 }
 
 /// `datakey` in both output modes prints a 256-bit key.
@@ -558,6 +768,13 @@ fn refuse_bad_usage(kagid: &Kagid, admin: &str) {
         "x",
     ];
     kagid.kagictl(admin, &no_tenant, b"").fails(2);
+    for bad in [["--frame-size", "1000"], ["--suite", "des"]] {
+        let mut encrypt = vec!["encrypt", "--key", "school-1/grades", "--in", "-"];
+        encrypt.extend(["--out", "-"]);
+        encrypt.extend(bad);
+        let stderr = kagid.kagictl(admin, &encrypt, b"").fails(2);
+        assert!(stderr.contains(bad[0]), "{stderr}");
+    }
     let stderr = kagid.kagictl("", &["tenant", "list"], b"").fails(2);
     assert!(stderr.contains("KAGI_TOKEN"), "{stderr}");
 }

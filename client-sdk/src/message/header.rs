@@ -156,7 +156,7 @@ impl Header {
     }
 
     /// Parses a header from the start of `bytes`. `Ok(None)`: more bytes are needed.
-    /// The tag is returned unchecked: checking needs the data key ([`Header::verify`]).
+    /// The tag is returned unchecked: checking needs the data key ([`ParsedHeader::verify`]).
     pub fn parse(bytes: &[u8]) -> Result<Option<ParsedHeader>, MessageError> {
         match parse_header(&mut Reader { bytes, at: 0 }) {
             Ok(parsed) => Ok(Some(parsed)),

@@ -8,6 +8,7 @@
 
 mod connect;
 mod crypto;
+mod files;
 mod key;
 mod output;
 mod principal;
@@ -51,22 +52,29 @@ enum Command {
     /// Create, list, show, rotate, enable and disable keys.
     #[command(subcommand)]
     Key(key::KeyCommand),
-    /// Encrypt a file (up to 64 KiB) with a tenant key.
+    /// Encrypt a file of any size with a data key of a tenant key (envelope encryption).
     Encrypt(crypto::EncryptArgs),
-    /// Decrypt a file made by `kagictl encrypt`.
+    /// Decrypt a file made by `kagictl encrypt` (any version).
     Decrypt(crypto::DecryptArgs),
     /// Generate a data key for envelope encryption.
     Datakey(crypto::DataKeyArgs),
 }
 
-/// One runtime is plenty: kagictl makes a few calls, one after the other.
-#[tokio::main(flavor = "current_thread")]
-async fn main() -> ExitCode {
+/// One thread is plenty: kagictl makes a few calls, one after the other, and file and
+/// stdio reads run on tokio's blocking pool.
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    match run(cli).await {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    let code = match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => err.report(),
-    }
+    };
+    // A read of stdin still blocked in the pool (after Ctrl-C) must not keep kagictl alive.
+    runtime.shutdown_background();
+    code
 }
 
 /// Connects and runs the chosen command.

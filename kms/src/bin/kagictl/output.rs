@@ -13,6 +13,8 @@ use serde::Serialize;
 const EXIT_FAILURE: u8 = 1;
 /// Exit status of a command line kagictl cannot act on (clap uses the same for its errors).
 const EXIT_USAGE: u8 = 2;
+/// Exit status after Ctrl-C, as shells report a process killed by SIGINT.
+const EXIT_INTERRUPTED: u8 = 130;
 
 /// How results are printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,6 +48,11 @@ pub enum CliError {
     },
     /// The options make no sense together; nothing was sent.
     Usage(String),
+    /// The data is not what it should be: not a Kagi ciphertext, modified, truncated, or
+    /// bound to another encryption context.
+    Data(String),
+    /// Ctrl-C stopped an encrypt or decrypt (its partial --out was removed).
+    Interrupted,
 }
 
 impl From<tonic::Status> for CliError {
@@ -81,6 +88,8 @@ impl CliError {
             Self::Connect(err) => (error_chain(&err), EXIT_FAILURE),
             Self::Io { what, source } => (format!("{what}: {source}"), EXIT_FAILURE),
             Self::Usage(message) => (message, EXIT_USAGE),
+            Self::Data(message) => (message, EXIT_FAILURE),
+            Self::Interrupted => ("interrupted".to_owned(), EXIT_INTERRUPTED),
         };
         eprintln!("kagictl: {message}");
         ExitCode::from(code)
