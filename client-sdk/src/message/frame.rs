@@ -23,8 +23,9 @@ const FRAME_LABEL: &[u8] = b"kagi/v1/frame";
 const REGULAR: u8 = 0x00;
 const FINAL: u8 = 0x01;
 
-/// Seals a message's frames in order.
-pub struct FrameSealer {
+/// What sealing and opening share: the message's keyed AEAD, its id and layout, and where in
+/// the frame sequence they are.
+struct FrameState {
     cipher: Cipher,
     message_id: [u8; 32],
     body: BodyMode,
@@ -32,9 +33,8 @@ pub struct FrameSealer {
     finished: bool,
 }
 
-impl FrameSealer {
-    /// A sealer for the frames of one message.
-    pub fn new(keys: MessageKeys, message_id: [u8; 32], body: BodyMode) -> Self {
+impl FrameState {
+    fn new(keys: MessageKeys, message_id: [u8; 32], body: BodyMode) -> Self {
         Self {
             cipher: keys.cipher,
             message_id,
@@ -43,15 +43,25 @@ impl FrameSealer {
             finished: false,
         }
     }
+}
+
+/// Seals a message's frames in order.
+pub struct FrameSealer(FrameState);
+
+impl FrameSealer {
+    /// A sealer for the frames of one message.
+    pub fn new(keys: MessageKeys, message_id: [u8; 32], body: BodyMode) -> Self {
+        Self(FrameState::new(keys, message_id, body))
+    }
 
     /// Seals a regular frame: exactly one frame size of plaintext (framed mode only).
     pub fn seal_regular(&mut self, plaintext: &[u8]) -> Result<Vec<u8>, MessageError> {
-        let BodyMode::Framed { frame_size } = self.body else {
+        let BodyMode::Framed { frame_size } = self.0.body else {
             return Err(MessageError::FrameOrder(
                 "a single-shot message has no regular frames".into(),
             ));
         };
-        if plaintext.len() != frame_size as usize || self.finished {
+        if plaintext.len() != frame_size as usize || self.0.finished {
             return Err(MessageError::FrameOrder(
                 "a regular frame must be full and precede the final frame".into(),
             ));
@@ -61,25 +71,26 @@ impl FrameSealer {
 
     /// Seals the final frame (at most one frame size in framed mode).
     pub fn seal_final(&mut self, plaintext: &[u8]) -> Result<Vec<u8>, MessageError> {
-        if let BodyMode::Framed { frame_size } = self.body
+        if let BodyMode::Framed { frame_size } = self.0.body
             && plaintext.len() > frame_size as usize
         {
             return Err(MessageError::FrameOrder(
                 "the final frame is larger than the frame size".into(),
             ));
         }
-        if self.finished || plaintext.len() > u32::MAX as usize {
+        if self.0.finished || plaintext.len() > u32::MAX as usize {
             return Err(MessageError::FrameOrder(
                 "a message has one final frame of at most 4 GiB".into(),
             ));
         }
-        self.finished = true;
+        self.0.finished = true;
         Ok(self.seal(FINAL, plaintext))
     }
 
     fn seal(&mut self, kind: u8, plaintext: &[u8]) -> Vec<u8> {
-        let seq = self.next;
-        self.next = self
+        let seq = self.0.next;
+        self.0.next = self
+            .0
             .next
             .checked_add(1)
             .expect("fewer than 2^32 frames per message");
@@ -89,8 +100,8 @@ impl FrameSealer {
         if kind == FINAL {
             out.extend_from_slice(&(plaintext.len() as u32).to_be_bytes());
         }
-        let aad = frame_aad(&self.message_id, kind, seq, plaintext.len());
-        out.extend_from_slice(&self.cipher.seal(&nonce(seq), &aad, plaintext));
+        let aad = frame_aad(&self.0.message_id, kind, seq, plaintext.len());
+        out.extend_from_slice(&self.0.cipher.seal(&nonce(seq), &aad, plaintext));
         out
     }
 }
@@ -106,34 +117,22 @@ pub struct OpenedFrame {
 }
 
 /// Opens a message's frames in order, refusing reordered, repeated or extra frames.
-pub struct FrameOpener {
-    cipher: Cipher,
-    message_id: [u8; 32],
-    body: BodyMode,
-    next: u32,
-    finished: bool,
-}
+pub struct FrameOpener(FrameState);
 
 impl FrameOpener {
     /// An opener for the frames of one message.
     pub fn new(keys: MessageKeys, message_id: [u8; 32], body: BodyMode) -> Self {
-        Self {
-            cipher: keys.cipher,
-            message_id,
-            body,
-            next: 1,
-            finished: false,
-        }
+        Self(FrameState::new(keys, message_id, body))
     }
 
     /// Whether the final frame was opened.
     pub fn is_finished(&self) -> bool {
-        self.finished
+        self.0.finished
     }
 
     /// How many bytes the next frame needs at most before it can be opened, for buffering.
     pub fn max_frame_len(&self) -> usize {
-        match self.body {
+        match self.0.body {
             BodyMode::Single => usize::MAX,
             BodyMode::Framed { frame_size } => 9 + frame_size as usize + TAG_LEN,
         }
@@ -141,7 +140,7 @@ impl FrameOpener {
 
     /// Opens the frame at the start of `bytes`; `Ok(None)` if it is not complete yet.
     pub fn open_next(&mut self, bytes: &[u8]) -> Result<Option<OpenedFrame>, MessageError> {
-        if self.finished {
+        if self.0.finished {
             return Err(MessageError::FrameOrder(
                 "data after the final frame".into(),
             ));
@@ -151,7 +150,7 @@ impl FrameOpener {
         }
         let kind = bytes[0];
         let seq = u32::from_be_bytes(bytes[1..5].try_into().expect("4 bytes"));
-        let (len, start) = match (kind, self.body) {
+        let (len, start) = match (kind, self.0.body) {
             (REGULAR, BodyMode::Framed { frame_size }) => (frame_size as usize, 5),
             (REGULAR, BodyMode::Single) => {
                 return Err(MessageError::FrameOrder(
@@ -178,30 +177,32 @@ impl FrameOpener {
                 )));
             }
         };
-        if seq != self.next {
+        if seq != self.0.next {
             return Err(MessageError::FrameOrder(format!(
                 "frame {seq} where frame {} was expected",
-                self.next
+                self.0.next
             )));
         }
         let end = start + len + TAG_LEN;
         if bytes.len() < end {
             return Ok(None);
         }
-        let aad = frame_aad(&self.message_id, kind, seq, len);
+        let aad = frame_aad(&self.0.message_id, kind, seq, len);
         let plaintext = self
+            .0
             .cipher
             .open(&nonce(seq), &aad, &bytes[start..end])
             .map_err(|_| MessageError::Authentication("body"))?;
-        self.next = self
+        self.0.next = self
+            .0
             .next
             .checked_add(1)
             .ok_or(MessageError::FrameOrder("too many frames".into()))?;
-        self.finished = kind == FINAL;
+        self.0.finished = kind == FINAL;
         Ok(Some(OpenedFrame {
             plaintext: Zeroizing::new(plaintext),
             consumed: end,
-            last: self.finished,
+            last: self.0.finished,
         }))
     }
 }
