@@ -4,6 +4,7 @@ use std::fmt;
 use std::time::Duration;
 
 use kagi_proto::v1::crypto_client::CryptoClient;
+use kagi_proto::v1::custodian_client::CustodianClient;
 use kagi_proto::v1::key_management_client::KeyManagementClient;
 use kagi_proto::v1::principal_management_client::PrincipalManagementClient;
 use tonic::metadata::{Ascii, MetadataValue};
@@ -165,6 +166,11 @@ impl Kagi {
     /// Principals and tokens.
     pub fn principals(&self) -> PrincipalManagementClient<Authed> {
         PrincipalManagementClient::with_interceptor(self.channel.clone(), self.auth.clone())
+    }
+
+    /// The root key's custodians and their ceremonies (status, init, unseal, seal, rekey).
+    pub fn custodians(&self) -> CustodianClient<Authed> {
+        CustodianClient::with_interceptor(self.channel.clone(), self.auth.clone())
     }
 
     /// Runs `call`, retrying with exponential backoff while kagid answers `UNAVAILABLE` or

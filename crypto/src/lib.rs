@@ -7,6 +7,7 @@
 //! - [`aead`]: AES-256-GCM sealing and opening.
 //! - [`context`]: canonical encoding of an encryption context.
 //! - [`ciphertext`]: the self-describing KMS ciphertext (format v1).
+//! - [`sharing`]: Feldman verifiable secret sharing of the root key among custodians.
 //! - [`wrap`]: wrapping tenant key versions under the root, bound to their identity.
 
 #![forbid(unsafe_code)]
@@ -18,6 +19,7 @@ pub mod context;
 pub mod derive;
 pub mod random;
 pub mod secret;
+pub mod sharing;
 pub mod wrap;
 
 pub use secret::SecretKey;

@@ -85,7 +85,7 @@ fn read(path: &Path) -> Result<String, DevError> {
 }
 
 /// Writes a file readable by its owner only, replacing any old one.
-fn write_private(path: &Path, contents: &str) -> Result<(), DevError> {
+pub(crate) fn write_private(path: &Path, contents: &str) -> Result<(), DevError> {
     let io = |source| DevError::Io {
         path: path.to_owned(),
         source,

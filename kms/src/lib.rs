@@ -13,6 +13,9 @@
 //! ```
 //!
 //! - [`config`]: flags, environment and TOML into one validated [`config::Config`].
+//! - [`custody`]: the sealed root and the custodian ceremonies (init, unseal, seal, rekey).
+//! - [`bootstrap`]: the first admin token on a fresh store outside dev mode.
+//! - [`hygiene`]: no core dumps in processes that hold keys.
 //! - [`dev`]: dev mode's local root key and admin token.
 //! - [`model`]: tenants, keys, versions, principals.
 //! - [`clock`]: injectable time.
@@ -21,11 +24,14 @@
 #![warn(missing_docs)]
 
 pub mod auth;
+pub mod bootstrap;
 pub mod clock;
 pub mod config;
+pub mod custody;
 pub use kagi_crypto as crypto;
 pub mod dev;
 pub mod engine;
+pub mod hygiene;
 pub mod keyring;
 pub mod model;
 pub mod server;

@@ -101,6 +101,57 @@ pub struct Principal {
     pub revoked_at: Option<UnixSeconds>,
 }
 
+/// A key custodian: a principal with role `custodian`, the person behind it, their age
+/// public key and their acknowledgement of custodian duties (catalogue K8).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Custodian {
+    /// The custodian's principal.
+    pub principal: Principal,
+    /// Full name of the person.
+    pub person_name: String,
+    /// age X25519 recipient (`age1…`) that shares are encrypted to.
+    pub public_key: String,
+    /// SHA-256 of the signed acknowledgement document.
+    pub acknowledgement_sha256: [u8; 32],
+    /// When the acknowledgement was recorded.
+    pub acknowledged_at: UnixSeconds,
+    /// The share index held in the current generation, if any.
+    pub share_index: Option<u8>,
+}
+
+/// The public half of the root key's sharing, stored once Init has run. Holds no secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealConfig {
+    /// Random id of the initialisation; salts the root key's derivation.
+    pub init_id: [u8; 16],
+    /// Custodian-set generation: 1 at Init, +1 per completed rekey.
+    pub generation: u32,
+    /// Shares needed (M).
+    pub threshold: u8,
+    /// Shares issued (N).
+    pub share_count: u8,
+    /// Encoded Feldman commitments of this generation's shares.
+    pub commitments: Vec<u8>,
+    /// Check value of the root key (HKDF of the root; reveals nothing about it).
+    pub root_check: [u8; 32],
+    /// When Init ran.
+    pub initialised_at: UnixSeconds,
+    /// When the generation last changed.
+    pub changed_at: UnixSeconds,
+    /// Share index → principal id of its holder, this generation.
+    pub holders: Vec<(u8, String)>,
+}
+
+impl SealConfig {
+    /// The principal holding share `index` in this generation.
+    pub fn holder(&self, index: u8) -> Option<&str> {
+        self.holders
+            .iter()
+            .find(|(i, _)| *i == index)
+            .map(|(_, p)| p.as_str())
+    }
+}
+
 /// Declares a fieldless enum with its stored text form.
 macro_rules! text_enum {
     ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
@@ -230,6 +281,8 @@ text_enum!(
         TenantService => "tenant-service",
         /// Read-only metadata.
         Auditor => "auditor",
+        /// Holds one share of the root key; unseals and rekeys in quorum (catalogue K6, K8).
+        Custodian => "custodian",
     }
 );
 

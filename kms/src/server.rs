@@ -1,16 +1,23 @@
 //! Wiring: the gRPC services, health and reflection on one listener, with or without TLS.
+//!
+//! While the keyring is sealed, `KeyManagement` and `Crypto` answer every call with
+//! `UNAVAILABLE`; `Custodian` (status and ceremonies) and `PrincipalManagement` stay open.
 
 use std::future::Future;
 use std::sync::Arc;
 
 use kagi_proto::v1::crypto_server::CryptoServer;
+use kagi_proto::v1::custodian_server::CustodianServer;
 use kagi_proto::v1::key_management_server::KeyManagementServer;
 use kagi_proto::v1::principal_management_server::PrincipalManagementServer;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 
+use crate::custody::Custody;
 use crate::engine::Engine;
+use crate::keyring::{Keyring, KeyringError};
 use crate::service::crypto::CryptoService;
+use crate::service::custodian::CustodianService;
 use crate::service::key_management::KeyManagementService;
 use crate::service::principals::PrincipalService;
 
@@ -25,9 +32,11 @@ pub enum ServeError {
     Reflection(#[from] tonic_reflection::server::Error),
 }
 
-/// Serves every Kagi service on `listener` until `shutdown` completes.
+/// Serves every Kagi service on `listener` until `shutdown` completes. `custody` runs this
+/// node's ceremonies over the same engine.
 pub async fn serve(
     engine: Engine,
+    custody: Arc<Custody>,
     listener: TcpListener,
     tls: Option<Arc<rustls::ServerConfig>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -40,18 +49,30 @@ pub async fn serve(
     health
         .set_serving::<PrincipalManagementServer<PrincipalService>>()
         .await;
+    health
+        .set_serving::<CustodianServer<CustodianService>>()
+        .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(kagi_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()?;
 
+    let keyring = engine.keyring_handle();
     let router = tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(reflection)
-        .add_service(KeyManagementServer::new(KeyManagementService::new(
+        .add_service(KeyManagementServer::with_interceptor(
+            KeyManagementService::new(engine.clone()),
+            unsealed_only(keyring.clone()),
+        ))
+        .add_service(CryptoServer::with_interceptor(
+            CryptoService::new(engine.clone()),
+            unsealed_only(keyring),
+        ))
+        .add_service(CustodianServer::new(CustodianService::new(
             engine.clone(),
+            custody,
         )))
-        .add_service(CryptoServer::new(CryptoService::new(engine.clone())))
         .add_service(PrincipalManagementServer::new(PrincipalService::new(
             engine,
         )));
@@ -68,4 +89,17 @@ pub async fn serve(
         }
     }
     Ok(())
+}
+
+/// An interceptor that refuses every call with `UNAVAILABLE` while `keyring` is sealed.
+fn unsealed_only(
+    keyring: Arc<Keyring>,
+) -> impl FnMut(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> + Clone {
+    move |request| {
+        if keyring.is_sealed() {
+            Err(tonic::Status::unavailable(KeyringError::Sealed.to_string()))
+        } else {
+            Ok(request)
+        }
+    }
 }

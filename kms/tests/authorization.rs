@@ -10,21 +10,24 @@ use kagi_sdk::{Kagi, pb};
 use tonic::{Code, Status};
 
 /// The callers, in column order.
-const CALLERS: [&str; 6] = [
+const CALLERS: [&str; 7] = [
     "admin",
     "auditor",
     "service-a",
     "service-b",
     "no-token",
     "revoked",
+    "custodian",
 ];
 
 /// Expected outcome per caller: `Ok` or the refusal code.
-type Row = [Option<Code>; 6];
+type Row = [Option<Code>; 7];
 
 const OK: Option<Code> = None;
 const DENIED: Option<Code> = Some(Code::PermissionDenied);
 const UNAUTH: Option<Code> = Some(Code::Unauthenticated);
+/// Allowed, but refused by the server's state (this server was unsealed without a ceremony).
+const STATE: Option<Code> = Some(Code::FailedPrecondition);
 
 /// Everything an RPC call needs: tenant A's resources and tenant B's key.
 struct Fixtures {
@@ -32,6 +35,7 @@ struct Fixtures {
     spare_key_a: String,
     key_b: String,
     ciphertext_a: Vec<u8>,
+    custodian_keys: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -53,15 +57,31 @@ enum Rpc {
     CreatePrincipal,
     ListPrincipals,
     RevokePrincipal,
+    Status,
+    Enroll,
+    ListCustodians,
+    Init,
+    Unseal,
+    CancelUnseal,
+    StartRekey,
+    SubmitRekeyShare,
+    VerifyRekeyShare,
+    GetRekey,
+    CancelRekey,
+    Seal,
 }
 
 /// The authorization table.
 fn table() -> Vec<(Rpc, Row)> {
     use Rpc::*;
-    let admin_only = [OK, DENIED, DENIED, DENIED, UNAUTH, UNAUTH];
-    let readers = [OK, OK, DENIED, DENIED, UNAUTH, UNAUTH];
-    let tenant_readers = [OK, OK, OK, DENIED, UNAUTH, UNAUTH];
-    let service_a_only = [DENIED, DENIED, OK, DENIED, UNAUTH, UNAUTH];
+    let admin_only = [OK, DENIED, DENIED, DENIED, UNAUTH, UNAUTH, DENIED];
+    let readers = [OK, OK, DENIED, DENIED, UNAUTH, UNAUTH, DENIED];
+    let tenant_readers = [OK, OK, OK, DENIED, UNAUTH, UNAUTH, DENIED];
+    let service_a_only = [DENIED, DENIED, OK, DENIED, UNAUTH, UNAUTH, DENIED];
+    let custody_readers = [OK, OK, DENIED, DENIED, UNAUTH, UNAUTH, OK];
+    let ceremony_leads = [OK, DENIED, DENIED, DENIED, UNAUTH, UNAUTH, OK];
+    let share_holders = [DENIED, DENIED, DENIED, DENIED, UNAUTH, UNAUTH, STATE];
+    let not_found = Some(Code::NotFound);
     vec![
         (CreateTenant, admin_only),
         (ListTenants, readers),
@@ -79,11 +99,40 @@ fn table() -> Vec<(Rpc, Row)> {
         // Even tenant A's own service may not re-encrypt into tenant B's key.
         (
             ReEncryptToOtherTenant,
-            [DENIED, DENIED, DENIED, DENIED, UNAUTH, UNAUTH],
+            [DENIED, DENIED, DENIED, DENIED, UNAUTH, UNAUTH, DENIED],
         ),
         (CreatePrincipal, admin_only),
         (ListPrincipals, readers),
         (RevokePrincipal, admin_only),
+        // Seal status is public: it reveals nothing secret and custodians need it before
+        // they hold a token that works.
+        (Status, [OK; 7]),
+        (Enroll, admin_only),
+        (ListCustodians, custody_readers),
+        // The store already holds keys (made under a test root), so Init refuses it.
+        (
+            Init,
+            [STATE, DENIED, DENIED, DENIED, UNAUTH, UNAUTH, DENIED],
+        ),
+        // Already unsealed.
+        (Unseal, share_holders),
+        (CancelUnseal, ceremony_leads),
+        // Not initialised: nothing to rekey.
+        (
+            StartRekey,
+            [STATE, DENIED, DENIED, DENIED, UNAUTH, UNAUTH, STATE],
+        ),
+        (SubmitRekeyShare, share_holders),
+        (VerifyRekeyShare, share_holders),
+        (
+            GetRekey,
+            [
+                not_found, not_found, DENIED, DENIED, UNAUTH, UNAUTH, not_found,
+            ],
+        ),
+        (CancelRekey, ceremony_leads),
+        // Last: it seals the server.
+        (Seal, ceremony_leads),
     ]
 }
 
@@ -101,8 +150,10 @@ impl Rpc {
 
     async fn call(self, client: &Kagi, admin: &Kagi, f: &Fixtures, n: usize) -> Result<(), Status> {
         let context = ctx(&[("record", "grades")]);
-        let (keys, crypto, principals) = (client.keys(), client.crypto(), client.principals());
-        let (mut keys, mut crypto, mut principals) = (keys, crypto, principals);
+        let (mut keys, mut crypto, mut principals) =
+            (client.keys(), client.crypto(), client.principals());
+        let mut custodians = client.custodians();
+        let two_keys = || f.custodian_keys.clone();
         match self {
             Rpc::CreateTenant => keys
                 .create_tenant(pb::CreateTenantRequest {
@@ -221,6 +272,65 @@ impl Rpc {
                     .await
                     .map(drop)
             }
+            Rpc::Status => custodians.status(pb::StatusRequest {}).await.map(drop),
+            Rpc::Enroll => custodians
+                .enroll(pb::EnrollRequest {
+                    name: format!("c-{n}"),
+                    person_name: "Someone".into(),
+                    public_key: age::x25519::Identity::generate().to_public().to_string(),
+                    acknowledgement_sha256: vec![1; 32],
+                })
+                .await
+                .map(drop),
+            Rpc::ListCustodians => custodians
+                .list_custodians(pb::ListCustodiansRequest {})
+                .await
+                .map(drop),
+            Rpc::Init => custodians
+                .init(pb::InitRequest {
+                    custodian_public_keys: two_keys(),
+                    threshold: 2,
+                })
+                .await
+                .map(drop),
+            Rpc::Unseal => custodians
+                .unseal(pb::UnsealRequest {
+                    share: vec![0; 59],
+                    session_id: String::new(),
+                })
+                .await
+                .map(drop),
+            Rpc::CancelUnseal => custodians
+                .cancel_unseal(pb::CancelUnsealRequest {})
+                .await
+                .map(drop),
+            Rpc::StartRekey => custodians
+                .start_rekey(pb::StartRekeyRequest {
+                    custodian_public_keys: two_keys(),
+                    threshold: 2,
+                })
+                .await
+                .map(drop),
+            Rpc::SubmitRekeyShare => custodians
+                .submit_rekey_share(pb::SubmitRekeyShareRequest {
+                    session_id: "none".into(),
+                    share: vec![0; 59],
+                })
+                .await
+                .map(drop),
+            Rpc::VerifyRekeyShare => custodians
+                .verify_rekey_share(pb::VerifyRekeyShareRequest {
+                    session_id: "none".into(),
+                    share: vec![0; 59],
+                })
+                .await
+                .map(drop),
+            Rpc::GetRekey => custodians.get_rekey(pb::GetRekeyRequest {}).await.map(drop),
+            Rpc::CancelRekey => custodians
+                .cancel_rekey(pb::CancelRekeyRequest {})
+                .await
+                .map(drop),
+            Rpc::Seal => custodians.seal(pb::SealRequest {}).await.map(drop),
         }
     }
 }
@@ -260,11 +370,30 @@ async fn every_rpc_obeys_the_authorization_table() {
             .unwrap()
             .into_inner()
             .ciphertext;
+        let mut custodian_keys = Vec::new();
+        let mut custodian_tokens = Vec::new();
+        for name in ["custodian-1", "custodian-2"] {
+            let public_key = age::x25519::Identity::generate().to_public().to_string();
+            let enrolled = admin
+                .custodians()
+                .enroll(pb::EnrollRequest {
+                    name: name.into(),
+                    person_name: name.into(),
+                    public_key: public_key.clone(),
+                    acknowledgement_sha256: vec![9; 32],
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            custodian_keys.push(public_key);
+            custodian_tokens.push(enrolled.token);
+        }
         let fixtures = Fixtures {
             key_a,
             spare_key_a,
             key_b,
             ciphertext_a,
+            custodian_keys,
         };
         let no_token = kagi_sdk::Kagi::connect(server.endpoint.clone())
             .build()
@@ -277,6 +406,7 @@ async fn every_rpc_obeys_the_authorization_table() {
             server.client(&service_b).await,
             no_token,
             server.client(&revoked).await,
+            server.client(&custodian_tokens[0]).await,
         ];
 
         let mut n = 0;
@@ -314,6 +444,7 @@ fn the_table_covers_every_rpc_in_the_protos() {
         include_str!("../../proto/kagi/v1/key_management.proto"),
         include_str!("../../proto/kagi/v1/crypto.proto"),
         include_str!("../../proto/kagi/v1/principals.proto"),
+        include_str!("../../proto/kagi/v1/custodian.proto"),
     ];
     let declared: BTreeSet<String> = protos
         .iter()

@@ -9,7 +9,6 @@ use common::{Backend, TestServer, backends, contains, ctx};
 use kagi_kms::crypto::wrap::{self, VersionIdentity};
 use kagi_kms::crypto::{SecretKey, derive};
 use kagi_sdk::{Kagi, pb};
-use sqlx::Row;
 use tonic::Code;
 
 async fn encrypt(
@@ -249,7 +248,7 @@ async fn the_store_never_holds_keys_tokens_or_plaintext() {
         secrets.push(plaintext.clone());
         secrets.push(w.server.root.to_vec());
 
-        let stored = stored_bytes(&w.server).await;
+        let stored = w.server.stored_bytes().await;
         assert!(
             stored.len() > 1000,
             "the scan read the store ({} bytes)",
@@ -306,40 +305,4 @@ async fn version_keys(w: &World) -> Vec<Vec<u8>> {
         }
     }
     keys
-}
-
-/// Everything the store holds: the SQLite file and its WAL, or every PostgreSQL row as JSON
-/// (where byte columns appear as hex).
-async fn stored_bytes(server: &TestServer) -> Vec<u8> {
-    match &server.db.sqlite_path {
-        Some(path) => {
-            let mut bytes = std::fs::read(path).unwrap();
-            let wal = path.with_extension("db-wal");
-            if wal.exists() {
-                bytes.extend(std::fs::read(wal).unwrap());
-            }
-            bytes
-        }
-        None => {
-            let mut bytes = Vec::new();
-            for table in [
-                "tenants",
-                "keys",
-                "key_versions",
-                "principals",
-                "_sqlx_migrations",
-            ] {
-                let sql = format!("SELECT row_to_json(t)::text AS j FROM {table} t");
-                let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-                    .fetch_all(server.engine.store().pool())
-                    .await
-                    .unwrap();
-                for row in rows {
-                    let text: String = row.get("j");
-                    bytes.extend(text.into_bytes());
-                }
-            }
-            bytes
-        }
-    }
 }

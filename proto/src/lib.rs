@@ -4,6 +4,8 @@
 //! - [`v1::crypto_server`] / [`v1::crypto_client`]: encrypt, decrypt, data keys, re-encrypt.
 //! - [`v1::principal_management_server`] / [`v1::principal_management_client`]: principals and
 //!   their bearer tokens.
+//! - [`v1::custodian_server`] / [`v1::custodian_client`]: the sealed root key's custodians and
+//!   their ceremonies (init, unseal, seal, rekey).
 //!
 //! [`FILE_DESCRIPTOR_SET`] serves gRPC reflection.
 

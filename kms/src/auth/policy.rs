@@ -10,7 +10,15 @@
 //! | create / revoke principal      | yes   |         |                  |
 //! | list principals                | yes   | yes     |                  |
 //!
+//! | ceremony action (catalogue K6, A2) | admin | auditor | custodian | tenant-service |
+//! |------------------------------------|-------|---------|-----------|----------------|
+//! | enrol custodian, init root         | yes   |         |           |                |
+//! | list custodians, read rekey        | yes   | yes     | yes       |                |
+//! | submit own share (unseal, rekey)   |       |         | yes       |                |
+//! | seal, start or cancel a ceremony   | yes   |         | yes       |                |
+//!
 //! Admins manage keys but never use them on data; services use keys but never manage them.
+//! Custodians hold shares and nothing else: they cannot read or manage keys.
 
 use crate::model::{Principal, Role};
 
@@ -33,6 +41,16 @@ pub enum Action {
     ManagePrincipal,
     /// List principals.
     ListPrincipals,
+    /// Enrol a custodian.
+    EnrollCustodian,
+    /// List custodians, or read the rekey in progress.
+    ListCustodians,
+    /// Initialise the root key.
+    InitRoot,
+    /// Submit one's own share to an unseal or rekey session.
+    SubmitShare,
+    /// Seal, or start or cancel an unseal or rekey session.
+    SealRoot,
 }
 
 /// A refusal, with the reason a person can act on.
@@ -48,8 +66,12 @@ pub fn authorize(
 ) -> Result<(), Denied> {
     use Action::*;
     let allowed = match principal.role {
-        Role::Admin => !matches!(action, UseKey),
-        Role::Auditor => matches!(action, ListTenants | ReadKey | ListPrincipals),
+        Role::Admin => !matches!(action, UseKey | SubmitShare),
+        Role::Auditor => matches!(
+            action,
+            ListTenants | ReadKey | ListPrincipals | ListCustodians
+        ),
+        Role::Custodian => matches!(action, ListCustodians | SubmitShare | SealRoot),
         Role::TenantService => {
             matches!(action, ReadKey | UseKey)
                 && tenant.is_some()
@@ -88,6 +110,11 @@ fn describe(action: Action) -> &'static str {
         Action::UseKey => "encrypt or decrypt data",
         Action::ManagePrincipal => "create or revoke principals",
         Action::ListPrincipals => "list principals",
+        Action::EnrollCustodian => "enrol custodians",
+        Action::ListCustodians => "list custodians",
+        Action::InitRoot => "initialise the root key",
+        Action::SubmitShare => "submit root key shares (custodians only)",
+        Action::SealRoot => "seal kagid or run a ceremony",
     }
 }
 
@@ -125,5 +152,26 @@ mod tests {
         assert!(authorize(&auditor, Action::ReadKey, Some("a")).is_ok());
         assert!(authorize(&auditor, Action::ManageKey, Some("a")).is_err());
         assert!(authorize(&auditor, Action::UseKey, Some("a")).is_err());
+    }
+
+    #[test]
+    fn custodians_hold_shares_and_nothing_else() {
+        let custodian = principal(Role::Custodian, None);
+        assert!(authorize(&custodian, Action::SubmitShare, None).is_ok());
+        assert!(authorize(&custodian, Action::SealRoot, None).is_ok());
+        for action in [
+            Action::ReadKey,
+            Action::UseKey,
+            Action::InitRoot,
+            Action::ManagePrincipal,
+        ] {
+            assert!(
+                authorize(&custodian, action, Some("a")).is_err(),
+                "{action:?}"
+            );
+        }
+        let admin = principal(Role::Admin, None);
+        assert!(authorize(&admin, Action::SubmitShare, None).is_err());
+        assert!(authorize(&admin, Action::InitRoot, None).is_ok());
     }
 }

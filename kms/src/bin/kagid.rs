@@ -8,10 +8,11 @@ use std::sync::Arc;
 use clap::Parser;
 use kagi_kms::clock::SystemClock;
 use kagi_kms::config::{Args, Config};
+use kagi_kms::custody::Custody;
 use kagi_kms::engine::Engine;
 use kagi_kms::keyring::Keyring;
 use kagi_kms::store::Store;
-use kagi_kms::{dev, server, tls};
+use kagi_kms::{bootstrap, dev, server, tls};
 use tokio::net::TcpListener;
 
 #[tokio::main]
@@ -24,6 +25,9 @@ async fn main() -> ExitCode {
         }
     };
     init_logging(config.log_json);
+    for problem in kagi_kms::hygiene::disable_core_dumps() {
+        tracing::warn!("process hygiene: {problem}");
+    }
     match run(config).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
@@ -51,6 +55,13 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let local = listener.local_addr()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
 
+    let initialised = engine.store().seal_config().await?.is_some();
+    if config.dev && initialised {
+        anyhow::bail!(
+            "the store at {} was initialised for custodians; dev mode would use another root key: run kagid without --dev",
+            config.database_url
+        );
+    }
     if config.dev {
         tracing::warn!(
             "DEV MODE: the root key is stored unprotected in {}. Never use dev mode for real data.",
@@ -61,11 +72,26 @@ async fn run(config: Config) -> anyhow::Result<()> {
         println!("export KAGI_ENDPOINT={scheme}://{local}");
         println!("export KAGI_TOKEN={}", token.expose());
     } else {
+        if let Some(path) = bootstrap::ensure_admin(&engine, &config.data_dir).await? {
+            println!("# bootstrap admin token written to {}", path.display());
+            tracing::warn!(
+                file = %path.display(),
+                "no admin existed: created {} (create named admins with it, then revoke it and delete the file)",
+                bootstrap::NAME
+            );
+        }
         println!("export KAGI_ENDPOINT={scheme}://{local}");
-        tracing::warn!(
-            "kagid is sealed: key and crypto calls answer UNAVAILABLE until custodians unseal it"
-        );
+        if initialised {
+            tracing::warn!(
+                "kagid is sealed: key and crypto calls answer UNAVAILABLE until custodians unseal it (kagictl unseal)"
+            );
+        } else {
+            tracing::warn!(
+                "kagid is not initialised: enrol custodians, then run kagictl operator init (docs/custodians.md)"
+            );
+        }
     }
+    let custody = Arc::new(Custody::new(engine.clone(), config.dev));
     tracing::info!(endpoint = %format!("{scheme}://{local}"), database = backend_name(&engine), "kagid listening");
 
     let shutdown = async {
@@ -78,7 +104,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         }
         tracing::info!("shutting down");
     };
-    server::serve(engine.clone(), listener, tls, shutdown).await?;
+    server::serve(engine.clone(), custody, listener, tls, shutdown).await?;
     keyring.seal();
     engine.store().close().await;
     Ok(())

@@ -61,6 +61,7 @@ impl From<StoreError> for EngineError {
                 "the key's primary version is {actual}, not the expected {expected}: another rotation won; read the key again"
             )),
             StoreError::Crypto(e) => EngineError::from(e),
+            StoreError::Conflict(why) => EngineError::FailedPrecondition(why),
             StoreError::Corrupt(what) => {
                 tracing::error!(error = %what, "stored data is invalid");
                 EngineError::Internal("stored data is invalid; see the server log".into())
@@ -132,18 +133,23 @@ impl Engine {
         &self.keyring
     }
 
+    /// A shared handle on the keyring, for wiring that outlives a borrow.
+    pub fn keyring_handle(&self) -> Arc<Keyring> {
+        self.keyring.clone()
+    }
+
     /// Call counts per operation.
     pub fn calls(&self) -> &usage::CallCounts {
         &self.calls
     }
 
-    fn now(&self) -> i64 {
+    pub(crate) fn now(&self) -> i64 {
         self.clock.now()
     }
 }
 
 /// Checks a tenant, key or principal name: 1–64 of letters, digits and `extra` characters.
-fn validate_name(kind: &str, name: &str, extra: &[char]) -> Result<(), EngineError> {
+pub(crate) fn validate_name(kind: &str, name: &str, extra: &[char]) -> Result<(), EngineError> {
     let ok = !name.is_empty()
         && name.len() <= 64
         && name

@@ -95,6 +95,7 @@ fn role_to_pb(r: Role) -> pb::Role {
         Role::Admin => pb::Role::Admin,
         Role::TenantService => pb::Role::TenantService,
         Role::Auditor => pb::Role::Auditor,
+        Role::Custodian => pb::Role::Custodian,
     }
 }
 
@@ -154,6 +155,10 @@ pub fn role_from_pb(value: i32) -> Result<Role, Status> {
         Ok(pb::Role::Admin) => Ok(Role::Admin),
         Ok(pb::Role::TenantService) => Ok(Role::TenantService),
         Ok(pb::Role::Auditor) => Ok(Role::Auditor),
+        Ok(pb::Role::Custodian) => Err(Status::invalid_argument(
+            "custodians are created by enrolment, which records their public key and \
+             acknowledgement of duties: use Custodian.Enroll (kagictl custodian enroll)",
+        )),
         _ => Err(Status::invalid_argument(
             "role is required: ADMIN, TENANT_SERVICE or AUDITOR",
         )),

@@ -5,11 +5,13 @@
 //! - [`key_management`] — `kagi.v1.KeyManagement`.
 //! - [`crypto`] — `kagi.v1.Crypto`.
 //! - [`principals`] — `kagi.v1.PrincipalManagement`.
+//! - [`custodian`] — `kagi.v1.Custodian`: seal status and root key ceremonies.
 //! - [`convert`] — model ↔ protobuf conversions.
 //! - [`status`] — error → `tonic::Status`.
 
 pub mod convert;
 pub mod crypto;
+pub mod custodian;
 pub mod key_management;
 pub mod principals;
 pub mod status;

@@ -5,9 +5,11 @@
 //! (`migrations/sqlite`, `migrations/postgres`: `BLOB` versus `BYTEA`).
 //!
 //! - [`tenants`], [`keys`], [`principals`]: one module per table group.
+//! - [`custody`]: custodians and the public half of the root key's sharing.
 //!
 //! The store holds only wrapped key material; it never sees a plaintext key.
 
+pub mod custody;
 pub mod keys;
 pub mod principals;
 pub mod tenants;
@@ -62,6 +64,9 @@ pub enum StoreError {
         /// What the store holds.
         actual: u32,
     },
+    /// The change conflicts with the stored state (say, Init on a store that holds keys).
+    #[error("{0}")]
+    Conflict(String),
     /// A stored value could not be read back as a Kagi record.
     #[error("stored data is invalid: {0}")]
     Corrupt(String),

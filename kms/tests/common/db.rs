@@ -71,6 +71,40 @@ impl TestDb {
         }
     }
 
+    /// Everything the store holds: the SQLite file and its WAL, or every row of every table
+    /// of the PostgreSQL database as JSON (where byte columns appear as hex).
+    pub async fn stored_bytes(&self) -> Vec<u8> {
+        use sqlx::Row;
+        if let Some(path) = &self.sqlite_path {
+            let mut bytes = std::fs::read(path).unwrap();
+            if let Ok(wal) = std::fs::read(path.with_extension("db-wal")) {
+                bytes.extend(wal);
+            }
+            return bytes;
+        }
+        let mut conn = PgConnection::connect(&self.url).await.unwrap();
+        let tables = sqlx::query(
+            "SELECT table_name::text AS t FROM information_schema.tables WHERE table_schema = 'public'",
+        )
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+        assert!(tables.len() >= 5, "the PostgreSQL schema has tables");
+        let mut bytes = Vec::new();
+        for table in tables {
+            let table: String = table.get("t");
+            let sql = format!("SELECT row_to_json(t)::text AS j FROM {table} t");
+            for row in sqlx::query(sqlx::AssertSqlSafe(sql))
+                .fetch_all(&mut conn)
+                .await
+                .unwrap()
+            {
+                bytes.extend(row.get::<String, _>("j").into_bytes());
+            }
+        }
+        bytes
+    }
+
     /// A directory that lives as long as the database.
     pub fn dir(&self) -> &std::path::Path {
         self.dir.path()

@@ -23,8 +23,11 @@ pub struct TestServer {
     pub admin_token: String,
     /// The engine behind the server, for tests that look underneath.
     pub engine: Engine,
-    /// The root key's bytes, for tests that check what the store holds.
+    /// The root key's bytes, for tests that check what the store holds (zeros for a server
+    /// started sealed, whose root comes from the custodian ceremony).
     pub root: [u8; 32],
+    /// The ceremonies of this server.
+    pub custody: Arc<kagi_kms::custody::Custody>,
     /// The database (dropped after the server).
     pub db: TestDb,
     shutdown: Option<oneshot::Sender<()>>,
@@ -43,11 +46,27 @@ impl TestServer {
         tls: Option<Arc<rustls::ServerConfig>>,
         clock: Arc<dyn Clock>,
     ) -> Self {
+        Self::start_inner(backend, tls, clock, true).await
+    }
+
+    /// A server outside dev mode on an uninitialised store: sealed until a ceremony unseals it.
+    pub async fn start_sealed(backend: Backend, clock: Arc<dyn Clock>) -> Self {
+        Self::start_inner(backend, None, clock, false).await
+    }
+
+    async fn start_inner(
+        backend: Backend,
+        tls: Option<Arc<rustls::ServerConfig>>,
+        clock: Arc<dyn Clock>,
+        unsealed: bool,
+    ) -> Self {
         let db = TestDb::new(backend).await;
         let store = Store::open(&db.url).await.expect("open store");
-        let root: [u8; 32] = rand_root();
         let keyring = Arc::new(Keyring::sealed(1000));
-        keyring.unseal(SecretKey::from_bytes(root));
+        let root: [u8; 32] = if unsealed { rand_root() } else { [0; 32] };
+        if unsealed {
+            keyring.unseal(SecretKey::from_bytes(root));
+        }
         let engine = Engine::new(store, keyring, clock);
         let (_, token) = engine
             .create_principal("test-admin", Role::Admin, None)
@@ -61,8 +80,10 @@ impl TestServer {
         };
         let (tx, rx) = oneshot::channel::<()>();
         let served = engine.clone();
+        let custody = Arc::new(kagi_kms::custody::Custody::new(engine.clone(), false));
+        let ceremonies = custody.clone();
         let task = tokio::spawn(async move {
-            server::serve(served, listener, tls, async {
+            server::serve(served, ceremonies, listener, tls, async {
                 let _ = rx.await;
             })
             .await
@@ -73,6 +94,7 @@ impl TestServer {
             admin_token: token.expose().to_owned(),
             engine,
             root,
+            custody,
             db,
             shutdown: Some(tx),
             task: Some(task),
@@ -91,6 +113,11 @@ impl TestServer {
     /// A client authenticated as the admin.
     pub async fn admin(&self) -> Kagi {
         self.client(&self.admin_token).await
+    }
+
+    /// Everything the store holds (see [`TestDb::stored_bytes`]).
+    pub async fn stored_bytes(&self) -> Vec<u8> {
+        self.db.stored_bytes().await
     }
 
     /// Stops the server and waits for it.

@@ -77,15 +77,30 @@ impl Global {
     /// Connects to kagid with the token and TLS settings given.
     pub async fn connect(self) -> Result<Kagi, CliError> {
         let token = self.bearer_token()?;
+        self.build(Some(token)).await
+    }
+
+    /// Connects like [`Global::connect`], but without a token when none is given, for the
+    /// calls that need none (`operator status`).
+    pub async fn connect_token_optional(self) -> Result<Kagi, CliError> {
+        let token = self.bearer_token().ok();
+        self.build(token).await
+    }
+
+    /// Connects with `token`, if any, and the TLS settings given.
+    async fn build(self, token: Option<String>) -> Result<Kagi, CliError> {
         let tls = self.tls()?;
-        let mut builder = Kagi::connect(self.endpoint).token(token);
+        let mut builder = Kagi::connect(self.endpoint);
+        if let Some(token) = token {
+            builder = builder.token(token);
+        }
         if let Some(tls) = tls {
             builder = builder.tls(tls);
         }
         Ok(builder.build().await?)
     }
 
-    /// The token, without the whitespace a file or a copy-paste may add. Every call needs
+    /// The token, without the whitespace a file or a copy-paste may add. Nearly every call needs
     /// one, so a missing token is reported here rather than by the server.
     fn bearer_token(&self) -> Result<String, CliError> {
         match self.token.as_deref().map(str::trim) {

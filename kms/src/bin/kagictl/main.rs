@@ -8,10 +8,14 @@
 
 mod connect;
 mod crypto;
+mod custodian;
 mod files;
 mod key;
+mod operator;
 mod output;
 mod principal;
+mod rekey;
+mod secrets;
 mod tenant;
 
 use std::process::ExitCode;
@@ -22,8 +26,8 @@ use crate::output::{CliError, Format};
 
 /// kagictl, the operator CLI of the Kagi key management service.
 ///
-/// Manages tenants, keys and principals, and encrypts and decrypts with tenant keys, by calling
-/// kagid's gRPC API.
+/// Manages tenants, keys and principals, encrypts and decrypts with tenant keys, and runs the
+/// root key's custodian ceremonies (init, unseal, seal, rekey), by calling kagid's gRPC API.
 #[derive(Debug, Parser)]
 #[command(name = "kagictl", version)]
 struct Cli {
@@ -58,6 +62,17 @@ enum Command {
     Decrypt(crypto::DecryptArgs),
     /// Generate a data key for envelope encryption.
     Datakey(crypto::DataKeyArgs),
+    /// Make a custodian key; enrol and list the root key's custodians.
+    #[command(subcommand)]
+    Custodian(custodian::CustodianCommand),
+    /// The root key's seal: status, init (split among custodians), seal, cancel an unseal.
+    #[command(subcommand)]
+    Operator(operator::OperatorCommand),
+    /// Submit your share to unseal kagid (custodians).
+    Unseal(operator::UnsealArgs),
+    /// Replace the custodian set or the threshold: start, submit, verify, status, cancel.
+    #[command(subcommand)]
+    Rekey(rekey::RekeyCommand),
 }
 
 /// One thread is plenty: kagictl makes a few calls, one after the other, and file and
@@ -80,13 +95,45 @@ fn main() -> ExitCode {
 /// Connects and runs the chosen command.
 async fn run(cli: Cli) -> Result<(), CliError> {
     let format = Format::from_json_flag(cli.json);
-    let kagi = cli.global.connect().await?;
-    match cli.command {
+    let command = match cli.command {
+        // Offline: a custodian makes their key on their own machine, with no token.
+        Command::Custodian(custodian::CustodianCommand::Keygen(args)) => {
+            return custodian::keygen(args, format).await;
+        }
+        command => command,
+    };
+    if handles_secrets(&command) {
+        secrets::harden_process();
+    }
+    let kagi = match command {
+        // Status needs no token: anyone may see whether kagid is sealed.
+        Command::Operator(operator::OperatorCommand::Status) => {
+            cli.global.connect_token_optional().await?
+        }
+        _ => cli.global.connect().await?,
+    };
+    match command {
         Command::Tenant(command) => tenant::run(command, &kagi, format).await,
         Command::Principal(command) => principal::run(command, &kagi, format).await,
         Command::Key(command) => key::run(command, &kagi, format).await,
         Command::Encrypt(args) => crypto::encrypt(args, &kagi, format).await,
         Command::Decrypt(args) => crypto::decrypt(args, &kagi, format).await,
         Command::Datakey(args) => crypto::data_key(args, &kagi, format).await,
+        Command::Custodian(command) => custodian::run(command, &kagi, format).await,
+        Command::Operator(command) => operator::run(command, &kagi, format).await,
+        Command::Unseal(args) => operator::unseal(args, &kagi, format).await,
+        Command::Rekey(command) => rekey::run(command, &kagi, format).await,
     }
+}
+
+/// Whether the command opens a key file and a share, so that core dumps must be off before it
+/// starts (`custodian keygen` turns them off itself).
+fn handles_secrets(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::Unseal(_)
+            | Command::Rekey(
+                rekey::RekeyCommand::Submit { .. } | rekey::RekeyCommand::Verify { .. }
+            )
+    )
 }

@@ -39,6 +39,8 @@ pub enum Role {
     TenantService,
     /// Reads metadata; changes nothing.
     Auditor,
+    /// Holds a root key share; made by `kagictl custodian enroll`, not by `principal create`.
+    Custodian,
 }
 
 impl Role {
@@ -48,6 +50,7 @@ impl Role {
             Self::Admin => pb::Role::Admin,
             Self::TenantService => pb::Role::TenantService,
             Self::Auditor => pb::Role::Auditor,
+            Self::Custodian => pb::Role::Custodian,
         }
     }
 
@@ -57,6 +60,7 @@ impl Role {
             pb::Role::Admin => Some(Self::Admin),
             pb::Role::TenantService => Some(Self::TenantService),
             pb::Role::Auditor => Some(Self::Auditor),
+            pb::Role::Custodian => Some(Self::Custodian),
             pb::Role::Unspecified => None,
         }
     }
