@@ -9,6 +9,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "kagi/v1/crypto.proto",
         "kagi/v1/principals.proto",
         "kagi/v1/custodian.proto",
+        "kagi/v1/audit.proto",
     ];
     for file in files {
         println!("cargo:rerun-if-changed={file}");

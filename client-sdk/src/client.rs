@@ -3,6 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
+use kagi_proto::v1::audit_client::AuditClient;
 use kagi_proto::v1::crypto_client::CryptoClient;
 use kagi_proto::v1::custodian_client::CustodianClient;
 use kagi_proto::v1::key_management_client::KeyManagementClient;
@@ -171,6 +172,11 @@ impl Kagi {
     /// The root key's custodians and their ceremonies (status, init, unseal, seal, rekey).
     pub fn custodians(&self) -> CustodianClient<Authed> {
         CustodianClient::with_interceptor(self.channel.clone(), self.auth.clone())
+    }
+
+    /// The audit trail: query, verify, export.
+    pub fn audit(&self) -> AuditClient<Authed> {
+        AuditClient::with_interceptor(self.channel.clone(), self.auth.clone())
     }
 
     /// Runs `call`, retrying with exponential backoff while kagid answers `UNAVAILABLE` or

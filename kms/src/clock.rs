@@ -10,6 +10,11 @@ use crate::model::UnixSeconds;
 pub trait Clock: Send + Sync + std::fmt::Debug {
     /// Now, in Unix seconds.
     fn now(&self) -> UnixSeconds;
+
+    /// Now, in Unix milliseconds (audit records). By default the seconds, times 1000.
+    fn now_ms(&self) -> i64 {
+        self.now() * 1000
+    }
 }
 
 /// The system clock (keep it synchronised with NTP: catalogue L2).
@@ -18,9 +23,13 @@ pub struct SystemClock;
 
 impl Clock for SystemClock {
     fn now(&self) -> UnixSeconds {
+        self.now_ms() / 1000
+    }
+
+    fn now_ms(&self) -> i64 {
         SystemTime::now()
             .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
+            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
             .unwrap_or(0)
     }
 }

@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use clap::Parser;
 use serde::Deserialize;
 
+use crate::audit::AuditConfig;
+use crate::audit::sinks::{SinkConfig, SinkTarget};
 use crate::tls::TlsFiles;
 
 /// Address kagid listens on when none is given.
@@ -73,10 +75,108 @@ pub struct Args {
     /// Most unwrapped key versions kept in memory [default: 10000].
     #[arg(long, env = "KAGI_KEY_CACHE_SIZE", value_name = "N")]
     pub key_cache_size: Option<usize>,
+
+    /// This node's name in the audit trail: each node keeps its own chain, so keep it stable
+    /// across restarts and unique among running nodes [default: the host name].
+    #[arg(
+        long,
+        env = "KAGI_NODE_ID",
+        value_name = "NAME",
+        help_heading = "Audit"
+    )]
+    pub node_id: Option<String>,
+
+    /// Copy the audit trail as JSON lines to FILE (rotated by size; each file verifiable).
+    #[arg(
+        long,
+        env = "KAGI_AUDIT_FILE",
+        value_name = "FILE",
+        help_heading = "Audit"
+    )]
+    pub audit_file: Option<PathBuf>,
+
+    /// Rotate the audit file at this size, in MiB [default: 100].
+    #[arg(
+        long,
+        env = "KAGI_AUDIT_FILE_MAX_MB",
+        value_name = "MIB",
+        help_heading = "Audit"
+    )]
+    pub audit_file_max_mb: Option<u64>,
+
+    /// Rotated audit files kept [default: 10].
+    #[arg(
+        long,
+        env = "KAGI_AUDIT_FILE_KEEP",
+        value_name = "N",
+        help_heading = "Audit"
+    )]
+    pub audit_file_keep: Option<usize>,
+
+    /// Copy the audit trail as JSON lines to standard output.
+    #[arg(long, env = "KAGI_AUDIT_STDOUT", help_heading = "Audit")]
+    pub audit_stdout: bool,
+
+    /// Copy the audit trail to syslog (/dev/log, facility authpriv).
+    #[arg(long, env = "KAGI_AUDIT_SYSLOG", help_heading = "Audit")]
+    pub audit_syslog: bool,
+
+    /// Sinks that must take every record before a call succeeds (fail closed), comma-separated:
+    /// file, stdout, syslog. The others are best-effort [default: none].
+    #[arg(
+        long,
+        env = "KAGI_AUDIT_REQUIRED_SINKS",
+        value_name = "LIST",
+        value_delimiter = ',',
+        help_heading = "Audit"
+    )]
+    pub audit_required_sinks: Option<Vec<String>>,
+
+    /// Encryption-context keys whose values the audit trail shows in clear, comma-separated;
+    /// other values are recorded as HMACs [default: none].
+    #[arg(
+        long,
+        env = "KAGI_AUDIT_PLAIN_CONTEXT_KEYS",
+        value_name = "LIST",
+        value_delimiter = ',',
+        help_heading = "Audit"
+    )]
+    pub audit_plain_context_keys: Option<Vec<String>>,
+
+    /// Sign a checkpoint after this many records [default: 1000].
+    #[arg(
+        long,
+        env = "KAGI_AUDIT_CHECKPOINT_RECORDS",
+        value_name = "N",
+        help_heading = "Audit"
+    )]
+    pub audit_checkpoint_records: Option<u64>,
+
+    /// …or after this many seconds with new records [default: 60].
+    #[arg(
+        long,
+        env = "KAGI_AUDIT_CHECKPOINT_SECONDS",
+        value_name = "S",
+        help_heading = "Audit"
+    )]
+    pub audit_checkpoint_seconds: Option<u64>,
+
+    /// Prune audit records older than this many days; at least 365 [default: 400].
+    #[arg(
+        long,
+        env = "KAGI_AUDIT_RETENTION_DAYS",
+        value_name = "DAYS",
+        help_heading = "Audit"
+    )]
+    pub audit_retention_days: Option<u32>,
+
+    /// Turn the audit trail off. Dev mode only, for benchmarks.
+    #[arg(long, env = "KAGI_NO_AUDIT", help_heading = "Audit")]
+    pub no_audit: bool,
 }
 
 /// Validated settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Config {
     /// Dev mode.
     pub dev: bool,
@@ -92,6 +192,8 @@ pub struct Config {
     pub log_json: bool,
     /// Key cache capacity.
     pub key_cache_size: usize,
+    /// The audit trail's settings.
+    pub audit: AuditConfig,
 }
 
 /// Why the settings are unusable.
@@ -126,6 +228,7 @@ impl Config {
             None => Args::default(),
         };
         let dev = args.dev || file.dev;
+        let audit = audit_config(&args, &file, dev)?;
         let listen = args
             .listen
             .or(file.listen)
@@ -168,6 +271,7 @@ impl Config {
             )));
         }
         Ok(Self {
+            audit,
             dev,
             listen,
             data_dir,
@@ -179,6 +283,111 @@ impl Config {
                 .or(file.key_cache_size)
                 .unwrap_or(10_000),
         })
+    }
+}
+
+/// The audit settings from flags over the file.
+fn audit_config(args: &Args, file: &Args, dev: bool) -> Result<AuditConfig, ConfigError> {
+    let invalid = |why: String| Err(ConfigError::Invalid(why));
+    let no_audit = args.no_audit || file.no_audit;
+    if no_audit && !dev {
+        return invalid(
+            "no_audit is allowed only in dev mode: production calls are always audited".into(),
+        );
+    }
+    let required: Vec<String> = args
+        .audit_required_sinks
+        .clone()
+        .or_else(|| file.audit_required_sinks.clone())
+        .unwrap_or_default();
+    for name in &required {
+        if !["file", "stdout", "syslog"].contains(&name.as_str()) {
+            return invalid(format!(
+                "audit_required_sinks: unknown sink {name:?}: use file, stdout or syslog"
+            ));
+        }
+    }
+    let is_required = |name: &str| required.iter().any(|r| r == name);
+    let mut sinks = Vec::new();
+    if let Some(path) = args.audit_file.clone().or_else(|| file.audit_file.clone()) {
+        let max_mb = args
+            .audit_file_max_mb
+            .or(file.audit_file_max_mb)
+            .unwrap_or(100);
+        sinks.push(sink(
+            SinkTarget::File {
+                path,
+                max_bytes: max_mb.max(1) * 1024 * 1024,
+                keep: args.audit_file_keep.or(file.audit_file_keep).unwrap_or(10),
+            },
+            is_required("file"),
+        ));
+    } else if is_required("file") {
+        return invalid("audit_required_sinks names file, but no audit_file is set".into());
+    }
+    if args.audit_stdout || file.audit_stdout {
+        sinks.push(sink(SinkTarget::Stdout, is_required("stdout")));
+    } else if is_required("stdout") {
+        return invalid("audit_required_sinks names stdout, but audit_stdout is off".into());
+    }
+    if args.audit_syslog || file.audit_syslog {
+        sinks.push(sink(
+            SinkTarget::Syslog {
+                socket: PathBuf::from("/dev/log"),
+            },
+            is_required("syslog"),
+        ));
+    } else if is_required("syslog") {
+        return invalid("audit_required_sinks names syslog, but audit_syslog is off".into());
+    }
+    let defaults = AuditConfig::default();
+    let retention_days = args
+        .audit_retention_days
+        .or(file.audit_retention_days)
+        .unwrap_or(defaults.retention_days);
+    if retention_days < crate::audit::retention::MIN_DAYS {
+        return invalid(format!(
+            "audit_retention_days {retention_days} is too short: keep audit records at least {} days (catalogue L4)",
+            crate::audit::retention::MIN_DAYS
+        ));
+    }
+    Ok(AuditConfig {
+        retention_days,
+        enabled: !no_audit,
+        node: args
+            .node_id
+            .clone()
+            .or_else(|| file.node_id.clone())
+            .unwrap_or(defaults.node),
+        sinks,
+        checkpoint_records: args
+            .audit_checkpoint_records
+            .or(file.audit_checkpoint_records)
+            .unwrap_or(defaults.checkpoint_records)
+            .max(1),
+        checkpoint_interval: args
+            .audit_checkpoint_seconds
+            .or(file.audit_checkpoint_seconds)
+            .map_or(defaults.checkpoint_interval, |s| {
+                std::time::Duration::from_secs(s.max(1))
+            }),
+        plain_context_keys: args
+            .audit_plain_context_keys
+            .clone()
+            .or_else(|| file.audit_plain_context_keys.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .collect(),
+        max_batch: defaults.max_batch,
+    })
+}
+
+fn sink(target: SinkTarget, required: bool) -> SinkConfig {
+    SinkConfig {
+        target,
+        required,
+        queue_lines: 10_000,
+        timeout: std::time::Duration::from_secs(5),
     }
 }
 

@@ -12,6 +12,7 @@
 //!                           → store
 //! ```
 //!
+//! - [`audit`]: the hash-chained, signed audit trail and its sinks.
 //! - [`config`]: flags, environment and TOML into one validated [`config::Config`].
 //! - [`custody`]: the sealed root and the custodian ceremonies (init, unseal, seal, rekey).
 //! - [`bootstrap`]: the first admin token on a fresh store outside dev mode.
@@ -23,6 +24,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod audit;
 pub mod auth;
 pub mod bootstrap;
 pub mod clock;

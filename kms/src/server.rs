@@ -1,11 +1,13 @@
 //! Wiring: the gRPC services, health and reflection on one listener, with or without TLS.
 //!
 //! While the keyring is sealed, `KeyManagement` and `Crypto` answer every call with
-//! `UNAVAILABLE`; `Custodian` (status and ceremonies) and `PrincipalManagement` stay open.
+//! `UNAVAILABLE` (checked and audited in `service::call`); `Custodian` (status and ceremonies)
+//! and `PrincipalManagement` stay open.
 
 use std::future::Future;
 use std::sync::Arc;
 
+use kagi_proto::v1::audit_server::AuditServer;
 use kagi_proto::v1::crypto_server::CryptoServer;
 use kagi_proto::v1::custodian_server::CustodianServer;
 use kagi_proto::v1::key_management_server::KeyManagementServer;
@@ -15,7 +17,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::custody::Custody;
 use crate::engine::Engine;
-use crate::keyring::{Keyring, KeyringError};
+use crate::service::audit::AuditService;
 use crate::service::crypto::CryptoService;
 use crate::service::custodian::CustodianService;
 use crate::service::key_management::KeyManagementService;
@@ -52,23 +54,39 @@ pub async fn serve(
     health
         .set_serving::<CustodianServer<CustodianService>>()
         .await;
+    health.set_serving::<AuditServer<AuditService>>().await;
+    // kagid reports NOT_SERVING while its audit trail cannot be written (calls fail closed).
+    let watched = engine.clone();
+    let reporter = health.clone();
+    tokio::spawn(async move {
+        let mut serving = true;
+        loop {
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            let healthy = watched.audit().healthy();
+            if healthy != serving {
+                serving = healthy;
+                let status = if healthy {
+                    tonic_health::ServingStatus::Serving
+                } else {
+                    tonic_health::ServingStatus::NotServing
+                };
+                reporter.set_service_status("", status).await;
+            }
+        }
+    });
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(kagi_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()?;
 
-    let keyring = engine.keyring_handle();
     let router = tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(reflection)
-        .add_service(KeyManagementServer::with_interceptor(
-            KeyManagementService::new(engine.clone()),
-            unsealed_only(keyring.clone()),
-        ))
-        .add_service(CryptoServer::with_interceptor(
-            CryptoService::new(engine.clone()),
-            unsealed_only(keyring),
-        ))
+        .add_service(KeyManagementServer::new(KeyManagementService::new(
+            engine.clone(),
+        )))
+        .add_service(CryptoServer::new(CryptoService::new(engine.clone())))
+        .add_service(AuditServer::new(AuditService::new(engine.clone())))
         .add_service(CustodianServer::new(CustodianService::new(
             engine.clone(),
             custody,
@@ -89,17 +107,4 @@ pub async fn serve(
         }
     }
     Ok(())
-}
-
-/// An interceptor that refuses every call with `UNAVAILABLE` while `keyring` is sealed.
-fn unsealed_only(
-    keyring: Arc<Keyring>,
-) -> impl FnMut(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> + Clone {
-    move |request| {
-        if keyring.is_sealed() {
-            Err(tonic::Status::unavailable(KeyringError::Sealed.to_string()))
-        } else {
-            Ok(request)
-        }
-    }
 }

@@ -69,6 +69,9 @@ enum Rpc {
     GetRekey,
     CancelRekey,
     Seal,
+    Query,
+    Verify,
+    Export,
 }
 
 /// The authorization table.
@@ -82,6 +85,7 @@ fn table() -> Vec<(Rpc, Row)> {
     let ceremony_leads = [OK, DENIED, DENIED, DENIED, UNAUTH, UNAUTH, OK];
     let share_holders = [DENIED, DENIED, DENIED, DENIED, UNAUTH, UNAUTH, STATE];
     let not_found = Some(Code::NotFound);
+    let auditors = [DENIED, OK, DENIED, DENIED, UNAUTH, UNAUTH, DENIED];
     vec![
         (CreateTenant, admin_only),
         (ListTenants, readers),
@@ -131,6 +135,10 @@ fn table() -> Vec<(Rpc, Row)> {
             ],
         ),
         (CancelRekey, ceremony_leads),
+        // Only auditors read the audit trail; admins are audited, not auditors (A2).
+        (Query, auditors),
+        (Verify, auditors),
+        (Export, auditors),
         // Last: it seals the server.
         (Seal, ceremony_leads),
     ]
@@ -331,8 +339,131 @@ impl Rpc {
                 .await
                 .map(drop),
             Rpc::Seal => custodians.seal(pb::SealRequest {}).await.map(drop),
+            Rpc::Query => {
+                drain(
+                    client
+                        .audit()
+                        .query(pb::QueryRequest {
+                            limit: 10,
+                            ..Default::default()
+                        })
+                        .await,
+                )
+                .await
+            }
+            Rpc::Verify => client.audit().verify(pb::VerifyRequest {}).await.map(drop),
+            Rpc::Export => {
+                drain(
+                    client
+                        .audit()
+                        .export(pb::ExportRequest {
+                            tenant: "tenant-a".into(),
+                            ..Default::default()
+                        })
+                        .await,
+                )
+                .await
+            }
         }
     }
+}
+
+/// The head seq of the server's audit chain.
+async fn head(server: &TestServer) -> u64 {
+    let node = server.engine.audit().node();
+    server
+        .engine
+        .store()
+        .audit_head(node)
+        .await
+        .unwrap()
+        .map_or(0, |(seq, _)| seq)
+}
+
+/// Checks the audit record the call just made: operation, outcome, who, from where, and what
+/// it touched.
+async fn check_audit(
+    server: &TestServer,
+    before: u64,
+    rpc: Rpc,
+    column: usize,
+    got: Option<Code>,
+    f: &Fixtures,
+) -> Result<(), String> {
+    let node = server.engine.audit().node();
+    let seq = head(server).await;
+    if seq <= before {
+        return Err("no record was written".into());
+    }
+    let row = server
+        .engine
+        .store()
+        .audit_range(node, seq, seq)
+        .await
+        .unwrap()
+        .remove(0);
+    let event = row.record.event().ok_or("the body does not parse")?;
+    let expect = |ok: bool, what: &str| {
+        if ok {
+            Ok(())
+        } else {
+            Err(format!("{what}: {event:?}"))
+        }
+    };
+    expect(event.operation == rpc.method(), "operation")?;
+    let outcome = got.map_or("OK", kagi_kms::service::call::code_name);
+    expect(event.outcome == outcome, "outcome")?;
+    expect(event.reason.is_some() == got.is_some(), "reason")?;
+    let authenticated =
+        !matches!(CALLERS[column], "no-token" | "revoked") && !matches!(rpc, Rpc::Status);
+    expect(event.principal.is_some() == authenticated, "principal")?;
+    expect(event.role.is_some() == authenticated, "role")?;
+    expect(event.node == node && event.time_ms > 0, "node and time")?;
+    expect(
+        event
+            .peer
+            .as_deref()
+            .is_some_and(|p| p.starts_with("127.0.0.1:")),
+        "peer",
+    )?;
+    expect(
+        event.protocol == "grpc" && !event.request_id.is_empty(),
+        "origin",
+    )?;
+    let uses_key_a = matches!(
+        rpc,
+        Rpc::Encrypt
+            | Rpc::GenerateDataKey
+            | Rpc::GenerateDataKeyWithoutPlaintext
+            | Rpc::GetKey
+            | Rpc::RotateKey
+    );
+    if uses_key_a && authenticated && got != Some(Code::Unauthenticated) {
+        // Roles that may not use keys at all are refused before any lookup.
+        if event.key_id.is_some() {
+            expect(event.key_id.as_deref() == Some(f.key_a.as_str()), "key")?;
+        }
+    }
+    if matches!(rpc, Rpc::Encrypt | Rpc::Decrypt | Rpc::GenerateDataKey) && got.is_none() {
+        expect(event.key_id.as_deref() == Some(f.key_a.as_str()), "key")?;
+        expect(event.key_version.is_some(), "version")?;
+        expect(event.tenant.is_some(), "tenant")?;
+        let value = event.context.get("record").ok_or("no context key")?;
+        expect(
+            value.starts_with("hmac-sha256:") && !value.contains("grades"),
+            "context value",
+        )?;
+    }
+    Ok(())
+}
+
+/// Reads a server stream to its end.
+async fn drain(
+    response: Result<tonic::Response<tonic::Streaming<pb::QueryResponse>>, Status>,
+) -> Result<(), Status> {
+    let mut stream = response?.into_inner();
+    while stream.message().await?.is_some() {}
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -414,11 +545,20 @@ async fn every_rpc_obeys_the_authorization_table() {
         for (rpc, row) in table() {
             for (column, expected) in row.iter().enumerate() {
                 n += 1;
+                let before = head(&server).await;
                 let outcome = rpc.call(&clients[column], &admin, &fixtures, n).await;
                 let got = outcome.as_ref().err().map(Status::code);
                 if got != *expected {
                     failures.push(format!(
                         "{backend:?} {rpc:?} as {}: expected {expected:?}, got {outcome:?}",
+                        CALLERS[column]
+                    ));
+                }
+                if let Err(problem) =
+                    check_audit(&server, before, rpc, column, got, &fixtures).await
+                {
+                    failures.push(format!(
+                        "{backend:?} {rpc:?} as {}: audit record: {problem}",
                         CALLERS[column]
                     ));
                 }
@@ -445,6 +585,7 @@ fn the_table_covers_every_rpc_in_the_protos() {
         include_str!("../../proto/kagi/v1/crypto.proto"),
         include_str!("../../proto/kagi/v1/principals.proto"),
         include_str!("../../proto/kagi/v1/custodian.proto"),
+        include_str!("../../proto/kagi/v1/audit.proto"),
     ];
     let declared: BTreeSet<String> = protos
         .iter()

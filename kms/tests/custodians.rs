@@ -449,6 +449,29 @@ async fn lockout_after_six_invalid_shares_lifts_after_thirty_minutes() {
         assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
         assert!(err.message().contains("refused until"), "{}", err.message());
         assert_eq!(c.status().await.locked_until, START + 30 * 60);
+        // The lockout itself is in the audit trail, beside the six refused submissions.
+        let store = c.server.engine.store();
+        let filter = |operation: &str, outcome: &str| kagi_kms::store::audit::AuditFilter {
+            operation: Some(operation.into()),
+            outcome: (!outcome.is_empty()).then(|| outcome.to_owned()),
+            ..Default::default()
+        };
+        assert_eq!(
+            store
+                .audit_query(&filter("LockoutStarted", ""), 10)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+        assert_eq!(
+            store
+                .audit_query(&filter("Unseal", "INVALID_ARGUMENT"), 10)
+                .await
+                .unwrap()
+                .len(),
+            6
+        );
 
         c.clock.advance(30 * 60 - 1);
         let err = c.submit(0, &shares[0]).await.unwrap_err();

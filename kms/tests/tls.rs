@@ -131,6 +131,31 @@ async fn mutual_tls_requires_a_client_certificate_from_the_client_ca() {
     list_tenants(&server, Some(with_identity))
         .await
         .expect("mTLS call with a valid client certificate");
+    // The audit record names the protocol and the client certificate (catalogue L2).
+    let node = server.engine.audit().node();
+    let (seq, _) = server
+        .engine
+        .store()
+        .audit_head(node)
+        .await
+        .unwrap()
+        .unwrap();
+    let record = server
+        .engine
+        .store()
+        .audit_range(node, seq, seq)
+        .await
+        .unwrap();
+    let event = record[0].record.event().unwrap();
+    assert_eq!(event.operation, "ListTenants");
+    assert_eq!(event.protocol, "grpc+tls");
+    assert!(
+        event
+            .tls_identity
+            .as_deref()
+            .is_some_and(|id| id.starts_with("sha256:")),
+        "{event:?}"
+    );
 
     let without = Tls {
         ca_pem: ca_pem.clone(),

@@ -16,6 +16,7 @@
 //! | list custodians, read rekey        | yes   | yes     | yes       |                |
 //! | submit own share (unseal, rekey)   |       |         | yes       |                |
 //! | seal, start or cancel a ceremony   | yes   |         | yes       |                |
+//! | query, verify, export the audit    |       | yes     |           |                |
 //!
 //! Admins manage keys but never use them on data; services use keys but never manage them.
 //! Custodians hold shares and nothing else: they cannot read or manage keys.
@@ -51,6 +52,8 @@ pub enum Action {
     SubmitShare,
     /// Seal, or start or cancel an unseal or rekey session.
     SealRoot,
+    /// Query, verify or export the audit trail.
+    ReadAudit,
 }
 
 /// A refusal, with the reason a person can act on.
@@ -66,10 +69,11 @@ pub fn authorize(
 ) -> Result<(), Denied> {
     use Action::*;
     let allowed = match principal.role {
-        Role::Admin => !matches!(action, UseKey | SubmitShare),
+        // Admins are audited, not auditors (catalogue A2).
+        Role::Admin => !matches!(action, UseKey | SubmitShare | ReadAudit),
         Role::Auditor => matches!(
             action,
-            ListTenants | ReadKey | ListPrincipals | ListCustodians
+            ListTenants | ReadKey | ListPrincipals | ListCustodians | ReadAudit
         ),
         Role::Custodian => matches!(action, ListCustodians | SubmitShare | SealRoot),
         Role::TenantService => {
@@ -115,6 +119,7 @@ fn describe(action: Action) -> &'static str {
         Action::InitRoot => "initialise the root key",
         Action::SubmitShare => "submit root key shares (custodians only)",
         Action::SealRoot => "seal kagid or run a ceremony",
+        Action::ReadAudit => "read the audit trail (auditors only)",
     }
 }
 

@@ -47,7 +47,23 @@ async fn run(config: Config) -> anyhow::Result<()> {
     })?;
     let store = Store::open(&config.database_url).await?;
     let keyring = Arc::new(Keyring::sealed(config.key_cache_size));
-    let engine = Engine::new(store, keyring.clone(), Arc::new(SystemClock));
+    let engine = Engine::with_audit(
+        store,
+        keyring.clone(),
+        Arc::new(SystemClock),
+        config.audit.clone(),
+    )?;
+    // The trail's first record of this run marks its initialisation (catalogue L1).
+    engine
+        .audit_internal(
+            "Started",
+            format!(
+                "kagid {} started{}",
+                env!("CARGO_PKG_VERSION"),
+                if config.dev { " in DEV MODE" } else { "" }
+            ),
+        )
+        .await;
     let tls = config.tls.as_ref().map(tls::server_config).transpose()?;
     let listener = TcpListener::bind(config.listen)
         .await
@@ -105,6 +121,12 @@ async fn run(config: Config) -> anyhow::Result<()> {
         tracing::info!("shutting down");
     };
     server::serve(engine.clone(), custody, listener, tls, shutdown).await?;
+    engine
+        .audit_internal(
+            "Shutdown",
+            "kagid stopping; the root key is zeroized".into(),
+        )
+        .await;
     keyring.seal();
     engine.store().close().await;
     Ok(())

@@ -144,6 +144,13 @@ impl Custody {
     pub async fn seal(&self) -> Result<(), CustodyError> {
         let mut state = self.state.lock().await;
         state.unseal = None;
+        // Recorded (with a MAC) before the root goes: the records after it may carry none.
+        self.engine
+            .audit_internal(
+                "Sealing",
+                "the root key and cached keys are being zeroized".into(),
+            )
+            .await;
         self.engine.keyring().seal();
         Ok(())
     }
@@ -263,6 +270,16 @@ impl Custody {
                     state.unseal = None;
                     state.rekey = None;
                     tracing::warn!(event = "ceremony_locked_out", until);
+                    self.engine
+                        .audit_internal(
+                            "LockoutStarted",
+                            format!(
+                                "unseal and rekey submissions refused until {} after {} invalid shares",
+                                rfc3339(until),
+                                lockout::MAX_FAILURES
+                            ),
+                        )
+                        .await;
                 }
                 Err(refusal)
             }

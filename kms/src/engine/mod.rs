@@ -15,6 +15,7 @@ pub mod usage;
 
 use std::sync::Arc;
 
+use crate::audit::{Audit, AuditConfig, AuditError};
 use crate::clock::Clock;
 use crate::crypto::CryptoError;
 use crate::keyring::{Keyring, KeyringError};
@@ -103,23 +104,61 @@ impl From<KeyringError> for EngineError {
     }
 }
 
-/// The KMS: store, keyring and clock.
+/// The KMS: store, keyring, clock and audit trail.
 #[derive(Debug, Clone)]
 pub struct Engine {
     store: Store,
     keyring: Arc<Keyring>,
     clock: Arc<dyn Clock>,
     calls: Arc<usage::CallCounts>,
+    audit: Audit,
 }
 
 impl Engine {
-    /// An engine over an opened store and a keyring (sealed or not).
+    /// An engine over an opened store and a keyring (sealed or not), auditing with the default
+    /// settings (no sinks). Starts the audit writer: call it inside a tokio runtime.
     pub fn new(store: Store, keyring: Arc<Keyring>, clock: Arc<dyn Clock>) -> Self {
-        Self {
+        Self::with_audit(store, keyring, clock, AuditConfig::default())
+            .expect("the default audit settings open no sink, so they cannot fail")
+    }
+
+    /// An engine whose audit trail follows `config`.
+    pub fn with_audit(
+        store: Store,
+        keyring: Arc<Keyring>,
+        clock: Arc<dyn Clock>,
+        config: AuditConfig,
+    ) -> Result<Self, AuditError> {
+        let audit = Audit::start(config, store.clone(), keyring.clone(), clock.clone())?;
+        Ok(Self {
             store,
             keyring,
             clock,
             calls: Arc::default(),
+            audit,
+        })
+    }
+
+    /// The audit trail.
+    pub fn audit(&self) -> &Audit {
+        &self.audit
+    }
+
+    /// Records something kagid did on its own (a lockout, pruning, shutdown). A failure is
+    /// logged: there is no caller to refuse.
+    pub async fn audit_internal(&self, operation: &str, resource: String) {
+        let event = crate::audit::record::Event {
+            time_ms: self.now_ms(),
+            node: self.audit.node().to_owned(),
+            operation: operation.to_owned(),
+            resource: Some(resource),
+            outcome: "OK".into(),
+            protocol: "internal".into(),
+            request_id: String::new(),
+            ..Default::default()
+        };
+        if let Err(err) = self.audit.append(event).await {
+            tracing::error!(event = "audit_internal_failed", operation, error = %err);
         }
     }
 
@@ -133,14 +172,14 @@ impl Engine {
         &self.keyring
     }
 
-    /// A shared handle on the keyring, for wiring that outlives a borrow.
-    pub fn keyring_handle(&self) -> Arc<Keyring> {
-        self.keyring.clone()
-    }
-
     /// Call counts per operation.
     pub fn calls(&self) -> &usage::CallCounts {
         &self.calls
+    }
+
+    /// Now, in Unix milliseconds.
+    pub(crate) fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
     }
 
     pub(crate) fn now(&self) -> i64 {

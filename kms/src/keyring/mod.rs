@@ -41,10 +41,35 @@ pub enum KeyringError {
     Crypto(#[from] CryptoError),
 }
 
-/// Keys derived from the root key while unsealed.
+/// Keys derived from the root key while unsealed, each with its own HKDF label.
 struct RootKeys {
     wrapping: SecretKey,
+    /// MACs audit chain hashes.
+    audit_mac: SecretKey,
+    /// HMACs encryption-context values that audit records must not show.
+    audit_context: SecretKey,
+    /// Signs audit checkpoints (zeroized on drop by ed25519-dalek).
+    audit_signing: ed25519_dalek::SigningKey,
 }
+
+impl RootKeys {
+    fn derive(root: &SecretKey) -> Self {
+        let seed = derive::expand(None, root, &[AUDIT_SIGNING_INFO]);
+        Self {
+            wrapping: derive::wrapping_key(root),
+            audit_mac: derive::expand(None, root, &[AUDIT_MAC_INFO]),
+            audit_context: derive::expand(None, root, &[AUDIT_CONTEXT_INFO]),
+            audit_signing: ed25519_dalek::SigningKey::from_bytes(seed.expose()),
+        }
+    }
+}
+
+/// HKDF label of the audit MAC key.
+const AUDIT_MAC_INFO: &[u8] = b"kagi/v1/audit-mac";
+/// HKDF label of the key that HMACs context values in audit records.
+const AUDIT_CONTEXT_INFO: &[u8] = b"kagi/v1/audit-context-hmac";
+/// HKDF label of the Ed25519 seed of the audit signing key.
+const AUDIT_SIGNING_INFO: &[u8] = b"kagi/v1/audit-signing-key";
 
 /// The root of trust and the cache of unwrapped tenant key versions.
 pub struct Keyring {
@@ -71,9 +96,7 @@ impl Keyring {
 
     /// Loads the root key. The root itself is dropped (zeroized) once its wrapping key is derived.
     pub fn unseal(&self, root: SecretKey) {
-        let keys = RootKeys {
-            wrapping: derive::wrapping_key(&root),
-        };
+        let keys = RootKeys::derive(&root);
         let mut root = self.root.write().unwrap_or_else(|p| p.into_inner());
         // Keys cached under an earlier root must never be served under this one.
         self.cache.clear();
@@ -132,6 +155,33 @@ impl UnsealedKeyring<'_> {
         wrap::wrap(&self.keys.wrapping, identity(owner, version), &key)
     }
 
+    /// HMAC-SHA-256 of an audit record's chain hash under the audit MAC key.
+    pub fn audit_mac(&self, hash: &[u8; 32]) -> [u8; 32] {
+        crate::audit::verify::record_mac(self.keys.audit_mac.expose(), hash)
+    }
+
+    /// A copy of the audit MAC key, for verifying the trail inside kagid.
+    pub fn audit_mac_key(&self) -> Zeroizing<[u8; 32]> {
+        Zeroizing::new(*self.keys.audit_mac.expose())
+    }
+
+    /// HMAC-SHA-256 of an encryption-context value, so audit records can correlate equal values
+    /// without showing them.
+    pub fn audit_context_hmac(&self, value: &[u8]) -> [u8; 32] {
+        hmac_sha256(self.keys.audit_context.expose(), value)
+    }
+
+    /// Signs an audit checkpoint.
+    pub fn sign_checkpoint(&self, bytes: &[u8]) -> [u8; 64] {
+        use ed25519_dalek::Signer;
+        self.keys.audit_signing.sign(bytes).to_bytes()
+    }
+
+    /// The audit signing key's public half.
+    pub fn audit_public_key(&self) -> ed25519_dalek::VerifyingKey {
+        self.keys.audit_signing.verifying_key()
+    }
+
     /// Encrypts `plaintext` under a stored version.
     pub fn encrypt(
         &self,
@@ -179,6 +229,15 @@ impl UnsealedKeyring<'_> {
         })?;
         Ok(self.cache.insert(owner, version, key))
     }
+}
+
+/// HMAC-SHA-256 (RFC 2104).
+pub fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
+    use hmac::{KeyInit, Mac};
+    let mut mac =
+        hmac::Hmac::<sha2::Sha256>::new_from_slice(key).expect("HMAC takes any key length");
+    mac.update(message);
+    mac.finalize().into_bytes().into()
 }
 
 fn identity<'a>(owner: VersionOwner<'a>, version: u32) -> VersionIdentity<'a> {

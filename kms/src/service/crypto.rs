@@ -4,11 +4,11 @@ use kagi_proto::v1 as pb;
 use kagi_proto::v1::crypto_server::Crypto;
 use tonic::{Request, Response, Status};
 
-use super::{authenticate, authorized_key, record};
+use super::{Call, authorized_key};
 use crate::auth::policy::{Action, authorize, authorize_role};
 use crate::engine::cipher::{DataKey, DataKeySpec, ParsedCiphertext, context_from};
 use crate::engine::{Engine, EngineError};
-use crate::model::{Key, Principal};
+use crate::model::Key;
 
 /// The `Crypto` service.
 #[derive(Debug, Clone)]
@@ -25,9 +25,10 @@ impl CryptoService {
     /// Reads a ciphertext's header and resolves the key it names, if the principal may use it.
     async fn ciphertext_key<'a>(
         &self,
-        principal: &Principal,
+        call: &Call,
         ciphertext: &'a [u8],
     ) -> Result<(ParsedCiphertext<'a>, Key), Status> {
+        let principal = call.principal();
         authorize_role(principal, Action::UseKey)?;
         let parsed = self.engine.parse_ciphertext(ciphertext)?;
         let key = self
@@ -41,6 +42,8 @@ impl CryptoService {
                 )),
                 other => other.into(),
             })?;
+        call.key(&key);
+        call.version(parsed.header.key_version);
         authorize(principal, Action::UseKey, Some(&key.tenant_id))?;
         Ok((parsed, key))
     }
@@ -50,7 +53,7 @@ impl CryptoService {
         request: Request<pb::GenerateDataKeyRequest>,
         op: &'static str,
     ) -> Result<(DataKey, Key), Status> {
-        let principal = authenticate(&self.engine, &request).await?;
+        let call = Call::begin_unsealed(&self.engine, &request, op).await?;
         let req = request.into_inner();
         let result = async {
             let spec = match pb::DataKeySpec::try_from(req.spec) {
@@ -62,14 +65,15 @@ impl CryptoService {
                     ));
                 }
             };
-            let key = authorized_key(&self.engine, &principal, Action::UseKey, &req.key_id).await?;
+            let key = authorized_key(&self.engine, &call, Action::UseKey, &req.key_id).await?;
+            call.context(&req.context);
             let context = context_from(req.context)?;
             let data_key = self.engine.generate_data_key(&key, &context, spec).await?;
+            call.version(data_key.version);
             Ok((data_key, key))
         }
         .await;
-        record(&self.engine, op, Some(&principal), &req.key_id, &result);
-        result
+        call.finish(&req.key_id, result).await
     }
 }
 
@@ -79,13 +83,15 @@ impl Crypto for CryptoService {
         &self,
         request: Request<pb::EncryptRequest>,
     ) -> Result<Response<pb::EncryptResponse>, Status> {
-        let principal = authenticate(&self.engine, &request).await?;
+        let call = Call::begin_unsealed(&self.engine, &request, "Encrypt").await?;
         let req = request.into_inner();
         let result = async {
-            let key = authorized_key(&self.engine, &principal, Action::UseKey, &req.key_id).await?;
+            let key = authorized_key(&self.engine, &call, Action::UseKey, &req.key_id).await?;
+            call.context(&req.context);
             let context = context_from(req.context)?;
             let (ciphertext, key_version) =
                 self.engine.encrypt(&key, &context, &req.plaintext).await?;
+            call.version(key_version);
             Ok(pb::EncryptResponse {
                 ciphertext,
                 key_id: key.id,
@@ -93,26 +99,18 @@ impl Crypto for CryptoService {
             })
         }
         .await;
-        record(
-            &self.engine,
-            "Encrypt",
-            Some(&principal),
-            &req.key_id,
-            &result,
-        );
-        result.map(Response::new)
+        call.finish(&req.key_id, result).await.map(Response::new)
     }
 
     async fn decrypt(
         &self,
         request: Request<pb::DecryptRequest>,
     ) -> Result<Response<pb::DecryptResponse>, Status> {
-        let principal = authenticate(&self.engine, &request).await?;
+        let call = Call::begin_unsealed(&self.engine, &request, "Decrypt").await?;
         let req = request.into_inner();
-        let mut resource = String::new();
         let result = async {
-            let (parsed, key) = self.ciphertext_key(&principal, &req.ciphertext).await?;
-            resource.clone_from(&key.id);
+            let (parsed, key) = self.ciphertext_key(&call, &req.ciphertext).await?;
+            call.context(&req.context);
             let context = context_from(req.context)?;
             let plaintext = self.engine.decrypt(&key, &parsed, &context).await?;
             Ok(pb::DecryptResponse {
@@ -122,14 +120,7 @@ impl Crypto for CryptoService {
             })
         }
         .await;
-        record(
-            &self.engine,
-            "Decrypt",
-            Some(&principal),
-            &resource,
-            &result,
-        );
-        result.map(Response::new)
+        call.finish("ciphertext", result).await.map(Response::new)
     }
 
     async fn generate_data_key(
@@ -165,23 +156,18 @@ impl Crypto for CryptoService {
         &self,
         request: Request<pb::ReEncryptRequest>,
     ) -> Result<Response<pb::ReEncryptResponse>, Status> {
-        let principal = authenticate(&self.engine, &request).await?;
+        let call = Call::begin_unsealed(&self.engine, &request, "ReEncrypt").await?;
         let req = request.into_inner();
-        let mut resource = req.destination_key_id.clone();
+        let mut resource = format!("ciphertext -> {}", req.destination_key_id);
         let result = async {
-            let (parsed, source) = self.ciphertext_key(&principal, &req.ciphertext).await?;
+            let (parsed, source) = self.ciphertext_key(&call, &req.ciphertext).await?;
             resource = format!("{} -> {}", source.id, req.destination_key_id);
+            call.context(&req.source_context);
             let destination = if req.destination_key_id.is_empty() {
                 // Just resolved, so its primary version is the current one.
                 source.clone()
             } else {
-                authorized_key(
-                    &self.engine,
-                    &principal,
-                    Action::UseKey,
-                    &req.destination_key_id,
-                )
-                .await?
+                authorized_key(&self.engine, &call, Action::UseKey, &req.destination_key_id).await?
             };
             let source_context = context_from(req.source_context)?;
             let destination_context = context_from(req.destination_context)?;
@@ -195,6 +181,9 @@ impl Crypto for CryptoService {
                     &destination_context,
                 )
                 .await?;
+            // The record names the destination key and the version it now uses.
+            call.key(&destination);
+            call.version(key_version);
             Ok(pb::ReEncryptResponse {
                 ciphertext,
                 source_key_id: source.id,
@@ -204,13 +193,6 @@ impl Crypto for CryptoService {
             })
         }
         .await;
-        record(
-            &self.engine,
-            "ReEncrypt",
-            Some(&principal),
-            &resource,
-            &result,
-        );
-        result.map(Response::new)
+        call.finish(&resource, result).await.map(Response::new)
     }
 }

@@ -9,7 +9,7 @@ use kagi_proto::v1 as pb;
 use kagi_proto::v1::custodian_server;
 use tonic::{Request, Response, Status};
 
-use super::{authenticate, convert, record};
+use super::{Call, convert};
 use crate::auth::policy::{Action, authorize_role};
 use crate::custody::enrol::Enrolment;
 use crate::custody::rekey::{RekeyProgress, Stage};
@@ -17,7 +17,7 @@ use crate::custody::share_files::EncryptedShare;
 use crate::custody::unseal::{Progress, UnsealOutcome};
 use crate::custody::{Custody, CustodyError};
 use crate::engine::Engine;
-use crate::model::{Custodian, Principal};
+use crate::model::Custodian;
 
 /// The `Custodian` service.
 #[derive(Debug, Clone)]
@@ -32,21 +32,18 @@ impl CustodianService {
         Self { engine, custody }
     }
 
-    /// Authenticates the caller and checks their role may do `action`.
-    async fn caller<T>(&self, request: &Request<T>, action: Action) -> Result<Principal, Status> {
-        let principal = authenticate(&self.engine, request).await?;
-        authorize_role(&principal, action).map_err(|denied| {
-            let status = Status::from(denied);
-            record(
-                &self.engine,
-                "Custodian",
-                Some(&principal),
-                "-",
-                &Err::<(), _>(status.clone()),
-            );
-            status
-        })?;
-        Ok(principal)
+    /// Begins a call and checks the caller's role may do `action`; a refusal is recorded.
+    async fn caller<T>(
+        &self,
+        request: &Request<T>,
+        operation: &'static str,
+        action: Action,
+    ) -> Result<Call, Status> {
+        let call = Call::begin(&self.engine, request, operation).await?;
+        match authorize_role(call.principal(), action) {
+            Ok(()) => Ok(call),
+            Err(denied) => Err(call.refuse(denied.into()).await),
+        }
     }
 }
 
@@ -54,11 +51,15 @@ impl CustodianService {
 impl custodian_server::Custodian for CustodianService {
     async fn status(
         &self,
-        _request: Request<pb::StatusRequest>,
+        request: Request<pb::StatusRequest>,
     ) -> Result<Response<pb::StatusResponse>, Status> {
-        let status = self.custody.status().await.map_err(from_custody)?;
+        let call = Call::anonymous(&self.engine, &request, "Status");
+        let status = match self.custody.status().await {
+            Ok(status) => status,
+            Err(err) => return Err(call.refuse(from_custody(err)).await),
+        };
         let config = status.config.as_ref();
-        Ok(Response::new(pb::StatusResponse {
+        let response = pb::StatusResponse {
             initialised: config.is_some(),
             sealed: status.sealed,
             threshold: config.map_or(0, |c| c.threshold.into()),
@@ -68,14 +69,17 @@ impl custodian_server::Custodian for CustodianService {
             locked_until: status.locked_until.unwrap_or(0),
             rekey_in_progress: status.rekey_in_progress,
             dev_mode: status.dev_mode,
-        }))
+        };
+        call.finish("", Ok(response)).await.map(Response::new)
     }
 
     async fn enroll(
         &self,
         request: Request<pb::EnrollRequest>,
     ) -> Result<Response<pb::EnrollResponse>, Status> {
-        let principal = self.caller(&request, Action::EnrollCustodian).await?;
+        let call = self
+            .caller(&request, "Enroll", Action::EnrollCustodian)
+            .await?;
         let req = request.into_inner();
         let result = self
             .custody
@@ -91,21 +95,16 @@ impl custodian_server::Custodian for CustodianService {
                 token: token.expose().to_owned(),
             })
             .map_err(from_custody);
-        record(
-            &self.engine,
-            "EnrollCustodian",
-            Some(&principal),
-            &req.name,
-            &result,
-        );
-        result.map(Response::new)
+        call.finish(&req.name, result).await.map(Response::new)
     }
 
     async fn list_custodians(
         &self,
         request: Request<pb::ListCustodiansRequest>,
     ) -> Result<Response<pb::ListCustodiansResponse>, Status> {
-        let principal = self.caller(&request, Action::ListCustodians).await?;
+        let call = self
+            .caller(&request, "ListCustodians", Action::ListCustodians)
+            .await?;
         let result = self
             .custody
             .custodians()
@@ -114,21 +113,14 @@ impl custodian_server::Custodian for CustodianService {
                 custodians: all.iter().map(custodian_to_pb).collect(),
             })
             .map_err(from_custody);
-        record(
-            &self.engine,
-            "ListCustodians",
-            Some(&principal),
-            "-",
-            &result,
-        );
-        result.map(Response::new)
+        call.finish("-", result).await.map(Response::new)
     }
 
     async fn init(
         &self,
         request: Request<pb::InitRequest>,
     ) -> Result<Response<pb::InitResponse>, Status> {
-        let principal = self.caller(&request, Action::InitRoot).await?;
+        let call = self.caller(&request, "Init", Action::InitRoot).await?;
         let req = request.into_inner();
         let result = self
             .custody
@@ -145,20 +137,19 @@ impl custodian_server::Custodian for CustodianService {
             req.threshold,
             req.custodian_public_keys.len()
         );
-        record(&self.engine, "Init", Some(&principal), &resource, &result);
-        result.map(Response::new)
+        call.finish(&resource, result).await.map(Response::new)
     }
 
     async fn unseal(
         &self,
         request: Request<pb::UnsealRequest>,
     ) -> Result<Response<pb::UnsealResponse>, Status> {
-        let principal = self.caller(&request, Action::SubmitShare).await?;
+        let call = self.caller(&request, "Unseal", Action::SubmitShare).await?;
         let req = request.into_inner();
         let session = (!req.session_id.is_empty()).then_some(req.session_id.as_str());
         let result = self
             .custody
-            .unseal(&principal, &req.share, session)
+            .unseal(call.principal(), &req.share, session)
             .await
             .map(|outcome| match outcome {
                 UnsealOutcome::Progress(p) => pb::UnsealResponse {
@@ -181,15 +172,16 @@ impl custodian_server::Custodian for CustodianService {
             Ok(_) => "unseal: complete".to_owned(),
             Err(_) => "unseal".to_owned(),
         };
-        record(&self.engine, "Unseal", Some(&principal), &resource, &result);
-        result.map(Response::new)
+        call.finish(&resource, result).await.map(Response::new)
     }
 
     async fn cancel_unseal(
         &self,
         request: Request<pb::CancelUnsealRequest>,
     ) -> Result<Response<pb::CancelUnsealResponse>, Status> {
-        let principal = self.caller(&request, Action::SealRoot).await?;
+        let call = self
+            .caller(&request, "CancelUnseal", Action::SealRoot)
+            .await?;
         let cancelled = self.custody.cancel_unseal().await;
         let result = Ok(pb::CancelUnsealResponse {});
         let resource = if cancelled {
@@ -197,128 +189,107 @@ impl custodian_server::Custodian for CustodianService {
         } else {
             "no unseal session"
         };
-        record(
-            &self.engine,
-            "CancelUnseal",
-            Some(&principal),
-            resource,
-            &result,
-        );
-        result.map(Response::new)
+        call.finish(resource, result).await.map(Response::new)
     }
 
     async fn seal(
         &self,
         request: Request<pb::SealRequest>,
     ) -> Result<Response<pb::SealResponse>, Status> {
-        let principal = self.caller(&request, Action::SealRoot).await?;
+        let call = self.caller(&request, "Seal", Action::SealRoot).await?;
         let result = self
             .custody
             .seal()
             .await
             .map(|()| pb::SealResponse {})
             .map_err(from_custody);
-        record(&self.engine, "Seal", Some(&principal), "root", &result);
-        result.map(Response::new)
+        call.finish("root", result).await.map(Response::new)
     }
 
     async fn start_rekey(
         &self,
         request: Request<pb::StartRekeyRequest>,
     ) -> Result<Response<pb::RekeyResponse>, Status> {
-        let principal = self.caller(&request, Action::SealRoot).await?;
+        let call = self
+            .caller(&request, "StartRekey", Action::SealRoot)
+            .await?;
         let req = request.into_inner();
         let result = self
             .custody
-            .start_rekey(&principal, &req.custodian_public_keys, req.threshold)
+            .start_rekey(call.principal(), &req.custodian_public_keys, req.threshold)
             .await
             .map(|p| rekey_to_pb(&p))
             .map_err(from_custody);
-        record(
-            &self.engine,
-            "StartRekey",
-            Some(&principal),
-            &rekey_resource(&result),
-            &result,
-        );
-        result.map(Response::new)
+        call.finish(&rekey_resource(&result), result)
+            .await
+            .map(Response::new)
     }
 
     async fn submit_rekey_share(
         &self,
         request: Request<pb::SubmitRekeyShareRequest>,
     ) -> Result<Response<pb::RekeyResponse>, Status> {
-        let principal = self.caller(&request, Action::SubmitShare).await?;
+        let call = self
+            .caller(&request, "SubmitRekeyShare", Action::SubmitShare)
+            .await?;
         let req = request.into_inner();
         let result = self
             .custody
-            .submit_rekey_share(&principal, &req.session_id, &req.share)
+            .submit_rekey_share(call.principal(), &req.session_id, &req.share)
             .await
             .map(|p| rekey_to_pb(&p))
             .map_err(from_custody);
-        record(
-            &self.engine,
-            "SubmitRekeyShare",
-            Some(&principal),
-            &rekey_resource(&result),
-            &result,
-        );
-        result.map(Response::new)
+        call.finish(&rekey_resource(&result), result)
+            .await
+            .map(Response::new)
     }
 
     async fn verify_rekey_share(
         &self,
         request: Request<pb::VerifyRekeyShareRequest>,
     ) -> Result<Response<pb::RekeyResponse>, Status> {
-        let principal = self.caller(&request, Action::SubmitShare).await?;
+        let call = self
+            .caller(&request, "VerifyRekeyShare", Action::SubmitShare)
+            .await?;
         let req = request.into_inner();
         let result = self
             .custody
-            .verify_rekey_share(&principal, &req.session_id, &req.share)
+            .verify_rekey_share(call.principal(), &req.session_id, &req.share)
             .await
             .map(|p| rekey_to_pb(&p))
             .map_err(from_custody);
-        record(
-            &self.engine,
-            "VerifyRekeyShare",
-            Some(&principal),
-            &rekey_resource(&result),
-            &result,
-        );
-        result.map(Response::new)
+        call.finish(&rekey_resource(&result), result)
+            .await
+            .map(Response::new)
     }
 
     async fn get_rekey(
         &self,
         request: Request<pb::GetRekeyRequest>,
     ) -> Result<Response<pb::RekeyResponse>, Status> {
-        let principal = self.caller(&request, Action::ListCustodians).await?;
+        let call = self
+            .caller(&request, "GetRekey", Action::ListCustodians)
+            .await?;
         let result = match self.custody.rekey().await {
             Some(progress) => Ok(rekey_to_pb(&progress)),
             None => Err(Status::not_found(
                 "no rekey is in progress on this kagid node",
             )),
         };
-        record(&self.engine, "GetRekey", Some(&principal), "rekey", &result);
-        result.map(Response::new)
+        call.finish("rekey", result).await.map(Response::new)
     }
 
     async fn cancel_rekey(
         &self,
         request: Request<pb::CancelRekeyRequest>,
     ) -> Result<Response<pb::CancelRekeyResponse>, Status> {
-        let principal = self.caller(&request, Action::SealRoot).await?;
+        let call = self
+            .caller(&request, "CancelRekey", Action::SealRoot)
+            .await?;
         let cancelled = self.custody.cancel_rekey().await;
         let result = Ok(pb::CancelRekeyResponse {});
         let resource = if cancelled { "rekey" } else { "no rekey" };
-        record(
-            &self.engine,
-            "CancelRekey",
-            Some(&principal),
-            resource,
-            &result,
-        );
-        result.map(Response::new)
+        call.finish(resource, result).await.map(Response::new)
     }
 }
 

@@ -4,7 +4,7 @@ use kagi_proto::v1 as pb;
 use kagi_proto::v1::key_management_server::KeyManagement;
 use tonic::{Request, Response, Status};
 
-use super::{authenticate, authorized_key, convert, record};
+use super::{Call, authorized_key, convert};
 use crate::auth::policy::{Action, authorize, authorize_role};
 use crate::engine::Engine;
 use crate::engine::keys::NewKey;
@@ -28,17 +28,15 @@ impl KeyManagementService {
         state: KeyState,
         op: &'static str,
     ) -> Result<pb::Key, Status> {
-        let principal = authenticate(&self.engine, &request).await?;
+        let call = Call::begin_unsealed(&self.engine, &request, op).await?;
         let reference = request.into_inner();
         let result = async {
-            let key =
-                authorized_key(&self.engine, &principal, Action::ManageKey, &reference).await?;
+            let key = authorized_key(&self.engine, &call, Action::ManageKey, &reference).await?;
             let key = self.engine.set_key_state(&key, state).await?;
             Ok(convert::key(&key, &[]))
         }
         .await;
-        record(&self.engine, op, Some(&principal), &reference, &result);
-        result
+        call.finish(&reference, result).await
     }
 }
 
@@ -48,31 +46,27 @@ impl KeyManagement for KeyManagementService {
         &self,
         request: Request<pb::CreateTenantRequest>,
     ) -> Result<Response<pb::CreateTenantResponse>, Status> {
-        let principal = authenticate(&self.engine, &request).await?;
+        let call = Call::begin_unsealed(&self.engine, &request, "CreateTenant").await?;
+        let principal = call.principal().clone();
         let name = request.into_inner().name;
         let result = async {
             authorize(&principal, Action::CreateTenant, None)?;
             let tenant = self.engine.create_tenant(&name).await?;
+            call.tenant(&tenant.id);
             Ok(pb::CreateTenantResponse {
                 tenant: Some(convert::tenant(&tenant)),
             })
         }
         .await;
-        record(
-            &self.engine,
-            "CreateTenant",
-            Some(&principal),
-            &name,
-            &result,
-        );
-        result.map(Response::new)
+        call.finish(&name, result).await.map(Response::new)
     }
 
     async fn list_tenants(
         &self,
         request: Request<pb::ListTenantsRequest>,
     ) -> Result<Response<pb::ListTenantsResponse>, Status> {
-        let principal = authenticate(&self.engine, &request).await?;
+        let call = Call::begin_unsealed(&self.engine, &request, "ListTenants").await?;
+        let principal = call.principal().clone();
         let result = async {
             authorize(&principal, Action::ListTenants, None)?;
             let tenants = self.engine.list_tenants().await?;
@@ -81,19 +75,20 @@ impl KeyManagement for KeyManagementService {
             })
         }
         .await;
-        record(&self.engine, "ListTenants", Some(&principal), "", &result);
-        result.map(Response::new)
+        call.finish("", result).await.map(Response::new)
     }
 
     async fn create_key(
         &self,
         request: Request<pb::CreateKeyRequest>,
     ) -> Result<Response<pb::CreateKeyResponse>, Status> {
-        let principal = authenticate(&self.engine, &request).await?;
+        let call = Call::begin_unsealed(&self.engine, &request, "CreateKey").await?;
+        let principal = call.principal().clone();
         let req = request.into_inner();
         let result = async {
             authorize_role(&principal, Action::CreateKey)?;
             let tenant = self.engine.resolve_tenant(&req.tenant).await?;
+            call.tenant(&tenant.id);
             authorize(&principal, Action::CreateKey, Some(&tenant.id))?;
             let new = NewKey {
                 tenant_id: tenant.id,
@@ -106,51 +101,42 @@ impl KeyManagement for KeyManagementService {
                     .then_some(req.rotation_period_days),
             };
             let key = self.engine.create_key(new).await?;
+            call.key(&key);
+            call.version(key.primary_version);
             let versions = self.engine.key_versions(&key).await?;
             Ok(pb::CreateKeyResponse {
                 key: Some(convert::key(&key, &versions)),
             })
         }
         .await;
-        record(
-            &self.engine,
-            "CreateKey",
-            Some(&principal),
-            &format!("{}/{}", req.tenant, req.name),
-            &result,
-        );
-        result.map(Response::new)
+        call.finish(&format!("{}/{}", req.tenant, req.name), result)
+            .await
+            .map(Response::new)
     }
 
     async fn get_key(
         &self,
         request: Request<pb::GetKeyRequest>,
     ) -> Result<Response<pb::GetKeyResponse>, Status> {
-        let principal = authenticate(&self.engine, &request).await?;
+        let call = Call::begin_unsealed(&self.engine, &request, "GetKey").await?;
         let reference = request.into_inner().key;
         let result = async {
-            let key = authorized_key(&self.engine, &principal, Action::ReadKey, &reference).await?;
+            let key = authorized_key(&self.engine, &call, Action::ReadKey, &reference).await?;
             let versions = self.engine.key_versions(&key).await?;
             Ok(pb::GetKeyResponse {
                 key: Some(convert::key(&key, &versions)),
             })
         }
         .await;
-        record(
-            &self.engine,
-            "GetKey",
-            Some(&principal),
-            &reference,
-            &result,
-        );
-        result.map(Response::new)
+        call.finish(&reference, result).await.map(Response::new)
     }
 
     async fn list_keys(
         &self,
         request: Request<pb::ListKeysRequest>,
     ) -> Result<Response<pb::ListKeysResponse>, Status> {
-        let principal = authenticate(&self.engine, &request).await?;
+        let call = Call::begin_unsealed(&self.engine, &request, "ListKeys").await?;
+        let principal = call.principal().clone();
         let req = request.into_inner();
         let result = async {
             authorize_role(&principal, Action::ReadKey)?;
@@ -158,6 +144,9 @@ impl KeyManagement for KeyManagementService {
                 ("", own) => own.map(str::to_owned),
                 (named, _) => Some(self.engine.resolve_tenant(named).await?.id),
             };
+            if let Some(tenant) = &tenant_id {
+                call.tenant(tenant);
+            }
             authorize(&principal, Action::ReadKey, tenant_id.as_deref())?;
             let (keys, next) = self
                 .engine
@@ -169,41 +158,28 @@ impl KeyManagement for KeyManagementService {
             })
         }
         .await;
-        record(
-            &self.engine,
-            "ListKeys",
-            Some(&principal),
-            &req.tenant,
-            &result,
-        );
-        result.map(Response::new)
+        call.finish(&req.tenant, result).await.map(Response::new)
     }
 
     async fn rotate_key(
         &self,
         request: Request<pb::RotateKeyRequest>,
     ) -> Result<Response<pb::RotateKeyResponse>, Status> {
-        let principal = authenticate(&self.engine, &request).await?;
+        let call = Call::begin_unsealed(&self.engine, &request, "RotateKey").await?;
         let req = request.into_inner();
         let result = async {
-            let key = authorized_key(&self.engine, &principal, Action::ManageKey, &req.key).await?;
+            let key = authorized_key(&self.engine, &call, Action::ManageKey, &req.key).await?;
             let expected =
                 (req.expected_current_version != 0).then_some(req.expected_current_version);
             let key = self.engine.rotate_key(&key, expected).await?;
+            call.version(key.primary_version);
             let versions = self.engine.key_versions(&key).await?;
             Ok(pb::RotateKeyResponse {
                 key: Some(convert::key(&key, &versions)),
             })
         }
         .await;
-        record(
-            &self.engine,
-            "RotateKey",
-            Some(&principal),
-            &req.key,
-            &result,
-        );
-        result.map(Response::new)
+        call.finish(&req.key, result).await.map(Response::new)
     }
 
     async fn enable_key(

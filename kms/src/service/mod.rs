@@ -1,14 +1,18 @@
-//! tonic handlers, one file per gRPC service. Each handler authenticates, authorises,
-//! validates, calls the [`Engine`](crate::engine::Engine), records the outcome, and maps errors
-//! to a `Status`.
+//! tonic handlers, one file per gRPC service. Each handler begins a [`Call`] (origin and
+//! authentication), authorises, validates, calls the [`Engine`](crate::engine::Engine), maps
+//! errors to a `Status`, and finishes the call, which waits for its audit record.
 //!
 //! - [`key_management`] — `kagi.v1.KeyManagement`.
 //! - [`crypto`] — `kagi.v1.Crypto`.
 //! - [`principals`] — `kagi.v1.PrincipalManagement`.
 //! - [`custodian`] — `kagi.v1.Custodian`: seal status and root key ceremonies.
+//! - [`audit`] — `kagi.v1.Audit`: query, verify, export.
+//! - [`call`] — one RPC from authentication to its durable audit record.
 //! - [`convert`] — model ↔ protobuf conversions.
 //! - [`status`] — error → `tonic::Status`.
 
+pub mod audit;
+pub mod call;
 pub mod convert;
 pub mod crypto;
 pub mod custodian;
@@ -22,6 +26,7 @@ use crate::auth::policy::{Action, authorize, authorize_role};
 use crate::auth::{self, AuthError};
 use crate::engine::Engine;
 use crate::model::{Key, Principal};
+pub use call::Call;
 
 /// Finds the principal behind a request's bearer token.
 async fn authenticate<T>(engine: &Engine, request: &Request<T>) -> Result<Principal, Status> {
@@ -61,10 +66,11 @@ async fn authenticate<T>(engine: &Engine, request: &Request<T>) -> Result<Princi
 /// any lookup, so it cannot learn which tenants or key names exist.
 async fn authorized_key(
     engine: &Engine,
-    principal: &Principal,
+    call: &Call,
     action: Action,
     reference: &str,
 ) -> Result<Key, Status> {
+    let principal = call.principal();
     authorize_role(principal, action)?;
     if let (Some(own), Some((tenant, _))) =
         (principal.tenant_id.as_deref(), reference.split_once('/'))
@@ -75,35 +81,7 @@ async fn authorized_key(
         authorize(principal, action, Some(tenant))?;
     }
     let key = engine.resolve_key(reference).await?;
+    call.key(&key);
     authorize(principal, action, Some(&key.tenant_id))?;
     Ok(key)
-}
-
-/// Logs one call's outcome with who made it (the audit trail proper comes with issue #5).
-fn record<T>(
-    engine: &Engine,
-    operation: &'static str,
-    principal: Option<&Principal>,
-    resource: &str,
-    result: &Result<T, Status>,
-) {
-    engine.calls().count(operation);
-    let principal_id = principal.map_or("-", |p| p.id.as_str());
-    match result {
-        Ok(_) => tracing::info!(
-            event = "rpc",
-            operation,
-            principal = principal_id,
-            resource,
-            outcome = "ok"
-        ),
-        Err(status) => tracing::info!(
-            event = "rpc",
-            operation,
-            principal = principal_id,
-            resource,
-            outcome = ?status.code(),
-            reason = status.message(),
-        ),
-    }
 }

@@ -4,7 +4,7 @@ use kagi_proto::v1 as pb;
 use kagi_proto::v1::principal_management_server::PrincipalManagement;
 use tonic::{Request, Response, Status};
 
-use super::{authenticate, convert, record};
+use super::{Call, convert};
 use crate::auth::policy::{Action, authorize};
 use crate::engine::Engine;
 
@@ -27,7 +27,8 @@ impl PrincipalManagement for PrincipalService {
         &self,
         request: Request<pb::CreatePrincipalRequest>,
     ) -> Result<Response<pb::CreatePrincipalResponse>, Status> {
-        let principal = authenticate(&self.engine, &request).await?;
+        let call = Call::begin(&self.engine, &request, "CreatePrincipal").await?;
+        let principal = call.principal().clone();
         let req = request.into_inner();
         let result = async {
             authorize(&principal, Action::ManagePrincipal, None)?;
@@ -46,21 +47,15 @@ impl PrincipalManagement for PrincipalService {
             })
         }
         .await;
-        record(
-            &self.engine,
-            "CreatePrincipal",
-            Some(&principal),
-            &req.name,
-            &result,
-        );
-        result.map(Response::new)
+        call.finish(&req.name, result).await.map(Response::new)
     }
 
     async fn list_principals(
         &self,
         request: Request<pb::ListPrincipalsRequest>,
     ) -> Result<Response<pb::ListPrincipalsResponse>, Status> {
-        let principal = authenticate(&self.engine, &request).await?;
+        let call = Call::begin(&self.engine, &request, "ListPrincipals").await?;
+        let principal = call.principal().clone();
         let result = async {
             authorize(&principal, Action::ListPrincipals, None)?;
             let all = self.engine.list_principals().await?;
@@ -69,21 +64,15 @@ impl PrincipalManagement for PrincipalService {
             })
         }
         .await;
-        record(
-            &self.engine,
-            "ListPrincipals",
-            Some(&principal),
-            "",
-            &result,
-        );
-        result.map(Response::new)
+        call.finish("", result).await.map(Response::new)
     }
 
     async fn revoke_principal(
         &self,
         request: Request<pb::RevokePrincipalRequest>,
     ) -> Result<Response<pb::RevokePrincipalResponse>, Status> {
-        let principal = authenticate(&self.engine, &request).await?;
+        let call = Call::begin(&self.engine, &request, "RevokePrincipal").await?;
+        let principal = call.principal().clone();
         let target = request.into_inner().principal;
         let result = async {
             authorize(&principal, Action::ManagePrincipal, None)?;
@@ -93,13 +82,6 @@ impl PrincipalManagement for PrincipalService {
             })
         }
         .await;
-        record(
-            &self.engine,
-            "RevokePrincipal",
-            Some(&principal),
-            &target,
-            &result,
-        );
-        result.map(Response::new)
+        call.finish(&target, result).await.map(Response::new)
     }
 }

@@ -25,6 +25,12 @@ impl From<EngineError> for Status {
     }
 }
 
+impl From<crate::store::StoreError> for Status {
+    fn from(err: crate::store::StoreError) -> Self {
+        from_engine(err.into())
+    }
+}
+
 impl From<Denied> for Status {
     fn from(denied: Denied) -> Self {
         Status::permission_denied(denied.0)

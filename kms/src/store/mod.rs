@@ -5,10 +5,12 @@
 //! (`migrations/sqlite`, `migrations/postgres`: `BLOB` versus `BYTEA`).
 //!
 //! - [`tenants`], [`keys`], [`principals`]: one module per table group.
+//! - [`audit`]: the audit chains and their checkpoints.
 //! - [`custody`]: custodians and the public half of the root key's sharing.
 //!
 //! The store holds only wrapped key material; it never sees a plaintext key.
 
+pub mod audit;
 pub mod custody;
 pub mod keys;
 pub mod principals;

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use kagi_kms::audit::AuditConfig;
 use kagi_kms::clock::{Clock, SystemClock};
 use kagi_kms::crypto::SecretKey;
 use kagi_kms::engine::Engine;
@@ -46,12 +47,17 @@ impl TestServer {
         tls: Option<Arc<rustls::ServerConfig>>,
         clock: Arc<dyn Clock>,
     ) -> Self {
-        Self::start_inner(backend, tls, clock, true).await
+        Self::start_inner(backend, tls, clock, true, AuditConfig::default()).await
+    }
+
+    /// An unsealed server whose audit trail follows `audit`.
+    pub async fn start_with_audit(backend: Backend, audit: AuditConfig) -> Self {
+        Self::start_inner(backend, None, Arc::new(SystemClock), true, audit).await
     }
 
     /// A server outside dev mode on an uninitialised store: sealed until a ceremony unseals it.
     pub async fn start_sealed(backend: Backend, clock: Arc<dyn Clock>) -> Self {
-        Self::start_inner(backend, None, clock, false).await
+        Self::start_inner(backend, None, clock, false, AuditConfig::default()).await
     }
 
     async fn start_inner(
@@ -59,6 +65,7 @@ impl TestServer {
         tls: Option<Arc<rustls::ServerConfig>>,
         clock: Arc<dyn Clock>,
         unsealed: bool,
+        audit: AuditConfig,
     ) -> Self {
         let db = TestDb::new(backend).await;
         let store = Store::open(&db.url).await.expect("open store");
@@ -67,7 +74,7 @@ impl TestServer {
         if unsealed {
             keyring.unseal(SecretKey::from_bytes(root));
         }
-        let engine = Engine::new(store, keyring, clock);
+        let engine = Engine::with_audit(store, keyring, clock, audit).expect("audit starts");
         let (_, token) = engine
             .create_principal("test-admin", Role::Admin, None)
             .await

@@ -6,6 +6,7 @@
 
 #![forbid(unsafe_code)]
 
+mod audit;
 mod connect;
 mod crypto;
 mod custodian;
@@ -73,6 +74,9 @@ enum Command {
     /// Replace the custodian set or the threshold: start, submit, verify, status, cancel.
     #[command(subcommand)]
     Rekey(rekey::RekeyCommand),
+    /// Query, verify and export the audit trail (auditors only).
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
 }
 
 /// One thread is plenty: kagictl makes a few calls, one after the other, and file and
@@ -100,6 +104,10 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Custodian(custodian::CustodianCommand::Keygen(args)) => {
             return custodian::keygen(args, format).await;
         }
+        // A file is verified here; kagid, if it answers, only adds its key and chain heads.
+        Command::Audit(audit::AuditCommand::Verify(args)) if args.is_local() => {
+            return audit::verify_file(args, cli.global, format).await;
+        }
         command => command,
     };
     if handles_secrets(&command) {
@@ -123,6 +131,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Operator(command) => operator::run(command, &kagi, format).await,
         Command::Unseal(args) => operator::unseal(args, &kagi, format).await,
         Command::Rekey(command) => rekey::run(command, &kagi, format).await,
+        Command::Audit(command) => audit::run(command, &kagi, format).await,
     }
 }
 

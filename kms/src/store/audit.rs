@@ -1,0 +1,426 @@
+//! The `audit_records`, `audit_heads` and `audit_checkpoints` tables.
+
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::{Store, StoreError};
+use crate::audit::checkpoint::{Checkpoint, Kind};
+use crate::audit::record::{Event, Hash, Record};
+
+/// Rows per multi-row INSERT (13 parameters each stays far below every backend's limit).
+const INSERT_CHUNK: usize = 200;
+
+const RECORD_COLUMNS: &str = "node, seq, time_ms, tenant_id, principal_id, key_id, operation, \
+     outcome, body, prev_hash, digest, hash, mac";
+
+/// A stored record with the columns that repeat parts of its event for filtering.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRow {
+    /// The record.
+    pub record: Record,
+    /// Filter columns, as stored.
+    pub time_ms: i64,
+    /// Tenant column.
+    pub tenant_id: Option<String>,
+    /// Principal column.
+    pub principal_id: Option<String>,
+    /// Key column.
+    pub key_id: Option<String>,
+    /// Operation column.
+    pub operation: String,
+    /// Outcome column.
+    pub outcome: String,
+}
+
+impl AuditRow {
+    /// The row for `record`, whose event is `event`.
+    pub fn new(record: Record, event: &Event) -> Self {
+        Self {
+            record,
+            time_ms: event.time_ms,
+            tenant_id: event.tenant.clone(),
+            principal_id: event.principal.clone(),
+            key_id: event.key_id.clone(),
+            operation: event.operation.clone(),
+            outcome: event.outcome.clone(),
+        }
+    }
+
+    /// Whether the filter columns say what the body says (a mismatch hides or misfiles a record
+    /// in queries, so verification reports it).
+    pub fn columns_match_body(&self) -> bool {
+        self.record
+            .event()
+            .is_some_and(|e| AuditRow::new(self.record.clone(), &e) == *self)
+    }
+}
+
+/// Filters of an audit query (all optional).
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    /// From (inclusive), Unix ms.
+    pub from_ms: Option<i64>,
+    /// To (exclusive), Unix ms.
+    pub to_ms: Option<i64>,
+    /// Tenant id.
+    pub tenant_id: Option<String>,
+    /// Principal id.
+    pub principal_id: Option<String>,
+    /// Key id.
+    pub key_id: Option<String>,
+    /// Operation name.
+    pub operation: Option<String>,
+    /// `OK`, `FAILED` or a code name.
+    pub outcome: Option<String>,
+    /// Start after this `(time_ms, node, seq)`.
+    pub after: Option<(i64, String, u64)>,
+}
+
+impl Store {
+    /// The head `(seq, hash)` of `node`'s chain, if it has records.
+    pub async fn audit_head(&self, node: &str) -> Result<Option<(u64, Hash)>, StoreError> {
+        let row = sqlx::query("SELECT seq, hash FROM audit_heads WHERE node = $1")
+            .bind(node)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| Ok((seq_column(&r, "seq")?, hash_column(&r, "hash")?)))
+            .transpose()
+    }
+
+    /// Appends `rows` (consecutive, linked to `expected`) to `node`'s chain in one
+    /// transaction, moving the head by compare-and-set. [`StoreError::Conflict`] if the head
+    /// moved (another process wrote under the same node name).
+    pub async fn append_audit(
+        &self,
+        node: &str,
+        expected: Option<(u64, Hash)>,
+        rows: &[AuditRow],
+    ) -> Result<(), StoreError> {
+        let Some(last) = rows.last() else {
+            return Ok(());
+        };
+        let mut tx = self.begin_write().await?;
+        let moved = match expected {
+            None => sqlx::query("INSERT INTO audit_heads (node, seq, hash) VALUES ($1, $2, $3)")
+                .bind(node)
+                .bind(seq_value(last.record.seq))
+                .bind(&last.record.hash[..])
+                .execute(&mut *tx)
+                .await
+                .map(|r| r.rows_affected())
+                .unwrap_or(0),
+            Some((seq, hash)) => sqlx::query(
+                "UPDATE audit_heads SET seq = $1, hash = $2 WHERE node = $3 AND seq = $4 AND hash = $5",
+            )
+            .bind(seq_value(last.record.seq))
+            .bind(&last.record.hash[..])
+            .bind(node)
+            .bind(seq_value(seq))
+            .bind(&hash[..])
+            .execute(&mut *tx)
+            .await?
+            .rows_affected(),
+        };
+        if moved != 1 {
+            return Err(StoreError::Conflict(format!(
+                "the audit chain of node {node} moved: another kagid writes under the same node name"
+            )));
+        }
+        for chunk in rows.chunks(INSERT_CHUNK) {
+            // `$n` placeholders written out: sqlx's QueryBuilder emits `?` under the Any driver,
+            // which PostgreSQL refuses.
+            let values: Vec<String> = (0..chunk.len())
+                .map(|i| {
+                    let n = i * 13;
+                    let marks: Vec<String> = (1..=13).map(|k| format!("${}", n + k)).collect();
+                    format!("({})", marks.join(", "))
+                })
+                .collect();
+            let sql = format!(
+                "INSERT INTO audit_records ({RECORD_COLUMNS}) VALUES {}",
+                values.join(", ")
+            );
+            let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for row in chunk {
+                let r = &row.record;
+                insert = insert
+                    .bind(r.node.clone())
+                    .bind(seq_value(r.seq))
+                    .bind(row.time_ms)
+                    .bind(row.tenant_id.clone())
+                    .bind(row.principal_id.clone())
+                    .bind(row.key_id.clone())
+                    .bind(row.operation.clone())
+                    .bind(row.outcome.clone())
+                    .bind(r.body.clone().unwrap_or_default())
+                    .bind(r.prev_hash.to_vec())
+                    .bind(r.digest.to_vec())
+                    .bind(r.hash.to_vec())
+                    .bind(r.mac.map(|m| m.to_vec()));
+            }
+            insert.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Stores a signed checkpoint.
+    pub async fn insert_checkpoint(&self, checkpoint: &Checkpoint) -> Result<(), StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        insert_checkpoint_row(&mut conn, checkpoint).await
+    }
+
+    /// Every checkpoint, by node and seq.
+    pub async fn audit_checkpoints(&self) -> Result<Vec<Checkpoint>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT node, kind, seq, head_hash, time_ms, public_key, signature \
+             FROM audit_checkpoints ORDER BY node, seq, kind",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let kind: String = r.try_get("kind")?;
+                Ok(Checkpoint {
+                    node: r.try_get("node")?,
+                    kind: Kind::parse(&kind)
+                        .ok_or_else(|| StoreError::Corrupt(format!("checkpoint kind {kind:?}")))?,
+                    seq: seq_column(r, "seq")?,
+                    head_hash: hex::encode(r.try_get::<Vec<u8>, _>("head_hash")?),
+                    time_ms: r.try_get("time_ms")?,
+                    public_key: hex::encode(r.try_get::<Vec<u8>, _>("public_key")?),
+                    signature: hex::encode(r.try_get::<Vec<u8>, _>("signature")?),
+                })
+            })
+            .collect()
+    }
+
+    /// Up to `limit` records in chain order (node, seq), after `after`, for verification.
+    pub async fn audit_scan(
+        &self,
+        after: Option<(&str, u64)>,
+        limit: u32,
+    ) -> Result<Vec<AuditRow>, StoreError> {
+        let (node, seq) = after.unwrap_or(("", 0));
+        let sql = format!(
+            "SELECT {RECORD_COLUMNS} FROM audit_records WHERE node > $1 OR (node = $1 AND seq > $2) \
+             ORDER BY node, seq LIMIT $3"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(node)
+            .bind(seq_value(seq))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(row_from).collect()
+    }
+
+    /// Records matching `filter`, by (time, node, seq), at most `limit`.
+    pub async fn audit_query(
+        &self,
+        filter: &AuditFilter,
+        limit: u32,
+    ) -> Result<Vec<AuditRow>, StoreError> {
+        enum Param {
+            Int(i64),
+            Text(String),
+        }
+        let mut clauses = vec!["1 = 1".to_owned()];
+        let mut params: Vec<Param> = Vec::new();
+        let mark = |p: Param, params: &mut Vec<Param>| {
+            params.push(p);
+            format!("${}", params.len())
+        };
+        if let Some(from) = filter.from_ms {
+            clauses.push(format!(
+                "time_ms >= {}",
+                mark(Param::Int(from), &mut params)
+            ));
+        }
+        if let Some(to) = filter.to_ms {
+            clauses.push(format!("time_ms < {}", mark(Param::Int(to), &mut params)));
+        }
+        for (column, value) in [
+            ("tenant_id", &filter.tenant_id),
+            ("principal_id", &filter.principal_id),
+            ("key_id", &filter.key_id),
+            ("operation", &filter.operation),
+        ] {
+            if let Some(value) = value {
+                clauses.push(format!(
+                    "{column} = {}",
+                    mark(Param::Text(value.clone()), &mut params)
+                ));
+            }
+        }
+        match filter.outcome.as_deref() {
+            None => {}
+            Some("FAILED") => clauses.push("outcome <> 'OK'".to_owned()),
+            Some(code) => {
+                clauses.push(format!(
+                    "outcome = {}",
+                    mark(Param::Text(code.to_owned()), &mut params)
+                ));
+            }
+        }
+        if let Some((time, node, seq)) = &filter.after {
+            let t = mark(Param::Int(*time), &mut params);
+            let n = mark(Param::Text(node.clone()), &mut params);
+            let s = mark(Param::Int(seq_value(*seq)), &mut params);
+            clauses.push(format!(
+                "(time_ms > {t} OR (time_ms = {t} AND (node > {n} OR (node = {n} AND seq > {s}))))"
+            ));
+        }
+        let limit_mark = mark(Param::Int(i64::from(limit)), &mut params);
+        let sql = format!(
+            "SELECT {RECORD_COLUMNS} FROM audit_records WHERE {} ORDER BY time_ms, node, seq LIMIT {limit_mark}",
+            clauses.join(" AND ")
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for param in params {
+            query = match param {
+                Param::Int(v) => query.bind(v),
+                Param::Text(v) => query.bind(v),
+            };
+        }
+        let rows = query.fetch_all(&self.pool).await?;
+        rows.iter().map(row_from).collect()
+    }
+
+    /// Records `first_seq..=last_seq` of `node`'s chain, in order: the stretch an export proves.
+    pub async fn audit_range(
+        &self,
+        node: &str,
+        first_seq: u64,
+        last_seq: u64,
+    ) -> Result<Vec<AuditRow>, StoreError> {
+        let sql = format!(
+            "SELECT {RECORD_COLUMNS} FROM audit_records WHERE node = $1 AND seq >= $2 AND seq <= $3 \
+             ORDER BY seq"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(node)
+            .bind(seq_value(first_seq))
+            .bind(seq_value(last_seq))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(row_from).collect()
+    }
+
+    /// The newest record of `node` older than `before_ms`, if any.
+    pub async fn audit_last_before(
+        &self,
+        node: &str,
+        before_ms: i64,
+    ) -> Result<Option<AuditRow>, StoreError> {
+        let sql = format!(
+            "SELECT {RECORD_COLUMNS} FROM audit_records WHERE node = $1 AND time_ms < $2 \
+             ORDER BY seq DESC LIMIT 1"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(node)
+            .bind(before_ms)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(row_from).transpose()
+    }
+
+    /// Stores `start` (a retention-start checkpoint at seq S) and deletes `start.node`'s
+    /// records up to S and its checkpoints before S, in one transaction.
+    pub async fn prune_audit(&self, start: &Checkpoint) -> Result<u64, StoreError> {
+        let mut tx = self.begin_write().await?;
+        insert_checkpoint_row(&mut tx, start).await?;
+        let deleted = sqlx::query("DELETE FROM audit_records WHERE node = $1 AND seq <= $2")
+            .bind(&start.node)
+            .bind(seq_value(start.seq))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        sqlx::query("DELETE FROM audit_checkpoints WHERE node = $1 AND seq < $2")
+            .bind(&start.node)
+            .bind(seq_value(start.seq))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(deleted)
+    }
+
+    /// Every node with records, and its head.
+    pub async fn audit_heads(&self) -> Result<Vec<(String, u64, Hash)>, StoreError> {
+        let rows = sqlx::query("SELECT node, seq, hash FROM audit_heads ORDER BY node")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("node")?,
+                    seq_column(r, "seq")?,
+                    hash_column(r, "hash")?,
+                ))
+            })
+            .collect()
+    }
+}
+
+async fn insert_checkpoint_row(
+    conn: &mut sqlx::AnyConnection,
+    checkpoint: &Checkpoint,
+) -> Result<(), StoreError> {
+    let bad = |what: &str| StoreError::Corrupt(format!("checkpoint {what} is not hex"));
+    sqlx::query(
+        "INSERT INTO audit_checkpoints (node, kind, seq, head_hash, time_ms, public_key, signature) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(&checkpoint.node)
+    .bind(checkpoint.kind.as_str())
+    .bind(seq_value(checkpoint.seq))
+    .bind(hex::decode(&checkpoint.head_hash).map_err(|_| bad("head"))?)
+    .bind(checkpoint.time_ms)
+    .bind(hex::decode(&checkpoint.public_key).map_err(|_| bad("key"))?)
+    .bind(hex::decode(&checkpoint.signature).map_err(|_| bad("signature"))?)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+fn row_from(row: &AnyRow) -> Result<AuditRow, StoreError> {
+    let mac: Option<Vec<u8>> = row.try_get("mac")?;
+    Ok(AuditRow {
+        record: Record {
+            node: row.try_get("node")?,
+            seq: seq_column(row, "seq")?,
+            prev_hash: hash_column(row, "prev_hash")?,
+            digest: hash_column(row, "digest")?,
+            hash: hash_column(row, "hash")?,
+            mac: mac
+                .map(|m| {
+                    m.try_into()
+                        .map_err(|_| StoreError::Corrupt("mac is not 32 bytes".into()))
+                })
+                .transpose()?,
+            body: Some(row.try_get("body")?),
+        },
+        time_ms: row.try_get("time_ms")?,
+        tenant_id: row.try_get("tenant_id")?,
+        principal_id: row.try_get("principal_id")?,
+        key_id: row.try_get("key_id")?,
+        operation: row.try_get("operation")?,
+        outcome: row.try_get("outcome")?,
+    })
+}
+
+fn hash_column(row: &AnyRow, column: &str) -> Result<Hash, StoreError> {
+    let bytes: Vec<u8> = row.try_get(column)?;
+    bytes
+        .try_into()
+        .map_err(|_| StoreError::Corrupt(format!("{column} is not 32 bytes")))
+}
+
+fn seq_column(row: &AnyRow, column: &str) -> Result<u64, StoreError> {
+    let value: i64 = row.try_get(column)?;
+    u64::try_from(value).map_err(|_| StoreError::Corrupt(format!("{column} = {value}")))
+}
+
+fn seq_value(seq: u64) -> i64 {
+    i64::try_from(seq).expect("sequence numbers stay below 2^63")
+}
