@@ -8,6 +8,7 @@ use kagi_proto::v1::crypto_client::CryptoClient;
 use kagi_proto::v1::custodian_client::CustodianClient;
 use kagi_proto::v1::key_management_client::KeyManagementClient;
 use kagi_proto::v1::principal_management_client::PrincipalManagementClient;
+use kagi_proto::v1::quorum_client::QuorumClient;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
@@ -172,6 +173,11 @@ impl Kagi {
     /// The root key's custodians and their ceremonies (status, init, unseal, seal, rekey).
     pub fn custodians(&self) -> CustodianClient<Authed> {
         CustodianClient::with_interceptor(self.channel.clone(), self.auth.clone())
+    }
+
+    /// Proposals and their approvals (dual control).
+    pub fn quorum(&self) -> QuorumClient<Authed> {
+        QuorumClient::with_interceptor(self.channel.clone(), self.auth.clone())
     }
 
     /// The audit trail: query, verify, export.

@@ -450,4 +450,33 @@ mod tests {
         assert!(parse(&["--dev", "--listen", "0.0.0.0:7878"]).is_err());
         assert!(parse(&["--listen", "127.0.0.1:7878"]).is_ok());
     }
+
+    #[test]
+    fn audit_settings_are_checked() {
+        let ok = parse(&[
+            "--audit-file",
+            "/tmp/a.jsonl",
+            "--audit-required-sinks",
+            "file",
+            "--audit-plain-context-keys",
+            "record,school",
+            "--node-id",
+            "kagi-1",
+        ])
+        .unwrap();
+        assert_eq!(ok.audit.node, "kagi-1");
+        assert_eq!(ok.audit.sinks.len(), 1);
+        assert!(ok.audit.sinks[0].required);
+        assert!(ok.audit.plain_context_keys.contains("school"));
+        assert_eq!(ok.audit.retention_days, 400);
+        for bad in [
+            &["--audit-retention-days", "364"][..],
+            &["--audit-required-sinks", "file"],
+            &["--audit-required-sinks", "printer"],
+            &["--no-audit"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?}");
+        }
+        assert!(!parse(&["--dev", "--no-audit"]).unwrap().audit.enabled);
+    }
 }

@@ -18,6 +18,7 @@
 //! - [`bootstrap`]: the first admin token on a fresh store outside dev mode.
 //! - [`hygiene`]: no core dumps in processes that hold keys.
 //! - [`dev`]: dev mode's local root key and admin token.
+//! - [`quorum`]: dual control: proposals approved by a quorum of custodians.
 //! - [`model`]: tenants, keys, versions, principals.
 //! - [`clock`]: injectable time.
 
@@ -36,6 +37,7 @@ pub mod engine;
 pub mod hygiene;
 pub mod keyring;
 pub mod model;
+pub mod quorum;
 pub mod server;
 pub mod service;
 pub mod store;

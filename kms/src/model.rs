@@ -117,6 +117,8 @@ pub struct Custodian {
     pub acknowledged_at: UnixSeconds,
     /// The share index held in the current generation, if any.
     pub share_index: Option<u8>,
+    /// Ed25519 public key (hex) that verifies the custodian's approvals, if enrolled.
+    pub signing_key: Option<String>,
 }
 
 /// The public half of the root key's sharing, stored once Init has run. Holds no secret.

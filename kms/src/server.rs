@@ -12,6 +12,7 @@ use kagi_proto::v1::crypto_server::CryptoServer;
 use kagi_proto::v1::custodian_server::CustodianServer;
 use kagi_proto::v1::key_management_server::KeyManagementServer;
 use kagi_proto::v1::principal_management_server::PrincipalManagementServer;
+use kagi_proto::v1::quorum_server::QuorumServer;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 
@@ -22,6 +23,7 @@ use crate::service::crypto::CryptoService;
 use crate::service::custodian::CustodianService;
 use crate::service::key_management::KeyManagementService;
 use crate::service::principals::PrincipalService;
+use crate::service::quorum::QuorumService;
 
 /// Why the server stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +57,7 @@ pub async fn serve(
         .set_serving::<CustodianServer<CustodianService>>()
         .await;
     health.set_serving::<AuditServer<AuditService>>().await;
+    health.set_serving::<QuorumServer<QuorumService>>().await;
     // kagid reports NOT_SERVING while its audit trail cannot be written (calls fail closed).
     let watched = engine.clone();
     let reporter = health.clone();
@@ -87,6 +90,7 @@ pub async fn serve(
         )))
         .add_service(CryptoServer::new(CryptoService::new(engine.clone())))
         .add_service(AuditServer::new(AuditService::new(engine.clone())))
+        .add_service(QuorumServer::new(QuorumService::new(engine.clone())))
         .add_service(CustodianServer::new(CustodianService::new(
             engine.clone(),
             custody,

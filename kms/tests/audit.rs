@@ -676,3 +676,142 @@ async fn pruning_keeps_the_chain_verifiable() {
         trail.server.stop().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn nodes_sharing_a_database_keep_chains_of_their_own() {
+    for backend in backends() {
+        let trail = Trail::new(backend, vec![]).await;
+        // A second kagid node on the same database, writing under its own node name.
+        let store = kagi_kms::store::Store::open(&trail.server.db.url)
+            .await
+            .unwrap();
+        let keyring = std::sync::Arc::new(kagi_kms::keyring::Keyring::sealed(10));
+        keyring.unseal(kagi_kms::crypto::SecretKey::from_bytes(trail.server.root));
+        let other = kagi_kms::engine::Engine::with_audit(
+            store,
+            keyring,
+            std::sync::Arc::new(kagi_kms::clock::SystemClock),
+            AuditConfig {
+                node: "node-b".into(),
+                checkpoint_records: 3,
+                ..AuditConfig::default()
+            },
+        )
+        .unwrap();
+        let writes = (0..12).map(|i| {
+            let other = other.clone();
+            async move {
+                other
+                    .audit_internal("Probe", format!("write {i} from node-b"))
+                    .await
+            }
+        });
+        let (_, ()) = tokio::join!(futures::future::join_all(writes), trail.traffic(6));
+        let report = trail.verify().await;
+        assert!(report.ok, "{report:?}");
+        let nodes: Vec<&str> = report.heads.iter().map(|h| h.node.as_str()).collect();
+        assert!(
+            nodes.contains(&"node-b") && nodes.contains(&trail.node().as_str()),
+            "{nodes:?}"
+        );
+        let b = report.heads.iter().find(|h| h.node == "node-b").unwrap();
+        assert_eq!((b.first_seq, b.last_seq), (1, 12));
+        assert!(b.last_checkpoint_seq >= 9);
+        other.store().close().await;
+
+        // A record misfiled in the filter columns (hidden from a tenant's queries) is found.
+        let node = trail.node();
+        trail
+            .sql(format!(
+                "UPDATE audit_records SET tenant_id = 'someone-else' WHERE node = '{node}' AND seq = 5"
+            ))
+            .await;
+        let report = trail.verify().await;
+        assert_eq!(
+            (report.first_bad_node.as_str(), report.first_bad_seq),
+            (node.as_str(), 5)
+        );
+        assert!(
+            report.problem.contains("filter columns"),
+            "{}",
+            report.problem
+        );
+        trail.server.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_export_shows_one_tenant_and_proves_its_chain() {
+    let trail = Trail::new(Backend::Sqlite, vec![]).await;
+    let admin = trail.server.admin().await;
+    let other_tenant = common::tenant(&admin, "other-board").await;
+    common::key(&admin, &other_tenant, "records").await;
+    trail.traffic(4).await;
+    let tenant_id = trail
+        .server
+        .engine
+        .resolve_tenant("board")
+        .await
+        .unwrap()
+        .id;
+    let mut stream = trail
+        .auditor
+        .audit()
+        .export(pb::ExportRequest {
+            tenant: "board".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut lines = Vec::new();
+    while let Some(chunk) = stream.message().await.unwrap() {
+        lines.extend(chunk.lines);
+    }
+    let (mut shown, mut redacted, mut checkpoints) = (0, 0, 0);
+    for line in &lines {
+        match serde_json::from_str::<Line>(line).unwrap() {
+            Line::Record {
+                event: Some(event), ..
+            } => {
+                assert_eq!(
+                    event.tenant.as_deref(),
+                    Some(tenant_id.as_str()),
+                    "{event:?}"
+                );
+                shown += 1;
+            }
+            Line::Record { event: None, .. } => redacted += 1,
+            Line::Checkpoint(_) => checkpoints += 1,
+        }
+    }
+    assert!(shown >= 8, "the tenant's encrypt and decrypt records");
+    assert!(
+        redacted >= 1,
+        "the other tenant's records in the same stretch are redacted"
+    );
+    assert!(checkpoints >= 1);
+    let exported = lines.join("\n");
+    assert!(
+        !exported.contains(&other_tenant),
+        "nothing names the other tenant"
+    );
+    let public_key = trail
+        .server
+        .engine
+        .keyring()
+        .unsealed()
+        .unwrap()
+        .audit_public_key();
+    let report = verify_jsonl(
+        exported.as_bytes(),
+        Options {
+            public_key: Some(public_key),
+            mac_key: None,
+            partial_start: true,
+        },
+    )
+    .unwrap();
+    assert!(report.ok() && report.signatures_checked, "{report:?}");
+    trail.server.stop().await;
+}

@@ -72,6 +72,11 @@ enum Rpc {
     Query,
     Verify,
     Export,
+    Propose,
+    Approve,
+    GetProposal,
+    ListProposals,
+    CancelProposal,
 }
 
 /// The authorization table.
@@ -139,6 +144,19 @@ fn table() -> Vec<(Rpc, Row)> {
         (Query, auditors),
         (Verify, auditors),
         (Export, auditors),
+        (Propose, ceremony_leads),
+        // The custodian has the role, but enrolled no signing key.
+        (
+            Approve,
+            [DENIED, DENIED, DENIED, DENIED, UNAUTH, UNAUTH, DENIED],
+        ),
+        (GetProposal, custody_readers),
+        (ListProposals, custody_readers),
+        // Only the proposer (here the admin) may cancel.
+        (
+            CancelProposal,
+            [OK, DENIED, DENIED, DENIED, UNAUTH, UNAUTH, DENIED],
+        ),
         // Last: it seals the server.
         (Seal, ceremony_leads),
     ]
@@ -287,6 +305,7 @@ impl Rpc {
                     person_name: "Someone".into(),
                     public_key: age::x25519::Identity::generate().to_public().to_string(),
                     acknowledgement_sha256: vec![1; 32],
+                    signing_public_key: String::new(),
                 })
                 .await
                 .map(drop),
@@ -339,6 +358,52 @@ impl Rpc {
                 .await
                 .map(drop),
             Rpc::Seal => custodians.seal(pb::SealRequest {}).await.map(drop),
+            Rpc::Propose => client
+                .quorum()
+                .propose(pb::ProposeRequest {
+                    operation: Some(lockdown_of_tenant_a()),
+                    ttl_seconds: 0,
+                })
+                .await
+                .map(drop),
+            Rpc::Approve | Rpc::GetProposal | Rpc::CancelProposal => {
+                // A fresh proposal by the admin each time.
+                let id = admin
+                    .quorum()
+                    .propose(pb::ProposeRequest {
+                        operation: Some(lockdown_of_tenant_a()),
+                        ttl_seconds: 0,
+                    })
+                    .await
+                    .unwrap()
+                    .into_inner()
+                    .proposal
+                    .unwrap()
+                    .id;
+                let mut quorum = client.quorum();
+                match self {
+                    Rpc::Approve => quorum
+                        .approve(pb::ApproveRequest {
+                            proposal_id: id,
+                            signature: vec![0; 64],
+                        })
+                        .await
+                        .map(drop),
+                    Rpc::GetProposal => quorum
+                        .get_proposal(pb::GetProposalRequest { proposal_id: id })
+                        .await
+                        .map(drop),
+                    _ => quorum
+                        .cancel_proposal(pb::CancelProposalRequest { proposal_id: id })
+                        .await
+                        .map(drop),
+                }
+            }
+            Rpc::ListProposals => client
+                .quorum()
+                .list_proposals(pb::ListProposalsRequest { pending_only: true })
+                .await
+                .map(drop),
             Rpc::Query => {
                 drain(
                     client
@@ -365,6 +430,16 @@ impl Rpc {
                 .await
             }
         }
+    }
+}
+
+/// A lockdown of tenant A, as a proposal's operation (never approved here).
+fn lockdown_of_tenant_a() -> pb::Operation {
+    pb::Operation {
+        kind: Some(pb::operation::Kind::Lockdown(pb::Lockdown {
+            tenant: "tenant-a".into(),
+            reason: "authorization table".into(),
+        })),
     }
 }
 
@@ -512,6 +587,7 @@ async fn every_rpc_obeys_the_authorization_table() {
                     person_name: name.into(),
                     public_key: public_key.clone(),
                     acknowledgement_sha256: vec![9; 32],
+                    signing_public_key: String::new(),
                 })
                 .await
                 .unwrap()
@@ -586,6 +662,7 @@ fn the_table_covers_every_rpc_in_the_protos() {
         include_str!("../../proto/kagi/v1/principals.proto"),
         include_str!("../../proto/kagi/v1/custodian.proto"),
         include_str!("../../proto/kagi/v1/audit.proto"),
+        include_str!("../../proto/kagi/v1/quorum.proto"),
     ];
     let declared: BTreeSet<String> = protos
         .iter()

@@ -59,6 +59,7 @@ impl Ceremony {
                 person_name: format!("Person {name}"),
                 public_key: public_key.clone(),
                 acknowledgement_sha256: vec![7; 32],
+                signing_public_key: String::new(),
             })
             .await
             .expect("enrol")
@@ -693,6 +694,7 @@ async fn init_is_checked_and_runs_once() {
                 person_name: "No Ack".into(),
                 public_key: age::x25519::Identity::generate().to_public().to_string(),
                 acknowledgement_sha256: vec![],
+                signing_public_key: String::new(),
             })
             .await
             .unwrap_err();

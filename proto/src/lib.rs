@@ -6,6 +6,7 @@
 //!   their bearer tokens.
 //! - [`v1::custodian_server`] / [`v1::custodian_client`]: the sealed root key's custodians and
 //!   their ceremonies (init, unseal, seal, rekey).
+//! - [`v1::quorum_server`] / [`v1::quorum_client`]: proposals approved by a quorum of custodians.
 //! - [`v1::audit_server`] / [`v1::audit_client`]: query, verify and export the audit trail.
 //!
 //! [`FILE_DESCRIPTOR_SET`] serves gRPC reflection.

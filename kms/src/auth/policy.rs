@@ -17,6 +17,9 @@
 //! | submit own share (unseal, rekey)   |       |         | yes       |                |
 //! | seal, start or cancel a ceremony   | yes   |         | yes       |                |
 //! | query, verify, export the audit    |       | yes     |           |                |
+//! | propose, cancel own proposal       | yes   |         | yes       |                |
+//! | approve a proposal (signed)        |       |         | yes       |                |
+//! | read proposals                     | yes   | yes     | yes       |                |
 //!
 //! Admins manage keys but never use them on data; services use keys but never manage them.
 //! Custodians hold shares and nothing else: they cannot read or manage keys.
@@ -54,6 +57,12 @@ pub enum Action {
     SealRoot,
     /// Query, verify or export the audit trail.
     ReadAudit,
+    /// Propose a sensitive operation, or cancel one's own proposal.
+    Propose,
+    /// Approve another's proposal with one's signing key.
+    Approve,
+    /// Read proposals.
+    ReadProposals,
 }
 
 /// A refusal, with the reason a person can act on.
@@ -70,12 +79,15 @@ pub fn authorize(
     use Action::*;
     let allowed = match principal.role {
         // Admins are audited, not auditors (catalogue A2).
-        Role::Admin => !matches!(action, UseKey | SubmitShare | ReadAudit),
+        Role::Admin => !matches!(action, UseKey | SubmitShare | ReadAudit | Approve),
         Role::Auditor => matches!(
             action,
-            ListTenants | ReadKey | ListPrincipals | ListCustodians | ReadAudit
+            ListTenants | ReadKey | ListPrincipals | ListCustodians | ReadAudit | ReadProposals
         ),
-        Role::Custodian => matches!(action, ListCustodians | SubmitShare | SealRoot),
+        Role::Custodian => matches!(
+            action,
+            ListCustodians | SubmitShare | SealRoot | Propose | Approve | ReadProposals
+        ),
         Role::TenantService => {
             matches!(action, ReadKey | UseKey)
                 && tenant.is_some()
@@ -120,6 +132,9 @@ fn describe(action: Action) -> &'static str {
         Action::SubmitShare => "submit root key shares (custodians only)",
         Action::SealRoot => "seal kagid or run a ceremony",
         Action::ReadAudit => "read the audit trail (auditors only)",
+        Action::Propose => "propose sensitive operations",
+        Action::Approve => "approve proposals (custodians only)",
+        Action::ReadProposals => "read proposals",
     }
 }
 

@@ -20,6 +20,8 @@ pub struct Enrolment<'a> {
     pub public_key: &'a str,
     /// SHA-256 of the signed acknowledgement document.
     pub acknowledgement_sha256: &'a [u8],
+    /// Ed25519 public key (hex) for approvals; empty if the custodian has none.
+    pub signing_public_key: &'a str,
 }
 
 impl Custody {
@@ -49,6 +51,10 @@ impl Custody {
                         .into(),
                 )
             })?;
+        let signing_key = match enrolment.signing_public_key.trim() {
+            "" => None,
+            hex_key => Some(parse_signing_key(hex_key)?),
+        };
         let token = Token::generate().map_err(EngineError::from)?;
         let now = self.engine.now();
         let custodian = Custodian {
@@ -65,6 +71,7 @@ impl Custody {
             acknowledgement_sha256,
             acknowledged_at: now,
             share_index: None,
+            signing_key,
         };
         self.engine
             .store()
@@ -107,4 +114,20 @@ impl Custody {
         }
         Ok(chosen)
     }
+}
+
+/// Checks an Ed25519 public key given as 64 hex characters; returns it normalised.
+fn parse_signing_key(text: &str) -> Result<String, CustodyError> {
+    let bytes: [u8; 32] = hex::decode(text)
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| {
+            CustodyError::InvalidArgument(
+                "signing_public_key must be an Ed25519 public key: 64 hex characters".into(),
+            )
+        })?;
+    ed25519_dalek::VerifyingKey::from_bytes(&bytes).map_err(|_| {
+        CustodyError::InvalidArgument("signing_public_key is not a valid Ed25519 point".into())
+    })?;
+    Ok(hex::encode(bytes))
 }

@@ -5,10 +5,12 @@
 //! - [`keys`]: create, resolve, list, rotate, enable and disable keys.
 //! - [`cipher`]: encrypt, decrypt, data keys and re-encrypt under tenant keys.
 //! - [`principals`]: principals and their tokens.
+//! - [`lockdown`]: tenants whose decrypts a quorum has stopped.
 //! - [`usage`]: call counts per operation.
 
 pub mod cipher;
 pub mod keys;
+pub mod lockdown;
 pub mod principals;
 pub mod tenants;
 pub mod usage;
@@ -112,6 +114,7 @@ pub struct Engine {
     clock: Arc<dyn Clock>,
     calls: Arc<usage::CallCounts>,
     audit: Audit,
+    lockdowns: Arc<lockdown::LockdownCache>,
 }
 
 impl Engine {
@@ -136,6 +139,7 @@ impl Engine {
             clock,
             calls: Arc::default(),
             audit,
+            lockdowns: Arc::default(),
         })
     }
 

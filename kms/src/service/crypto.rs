@@ -52,6 +52,7 @@ impl CryptoService {
         &self,
         request: Request<pb::GenerateDataKeyRequest>,
         op: &'static str,
+        with_plaintext: bool,
     ) -> Result<(DataKey, Key), Status> {
         let call = Call::begin_unsealed(&self.engine, &request, op).await?;
         let req = request.into_inner();
@@ -66,6 +67,10 @@ impl CryptoService {
                 }
             };
             let key = authorized_key(&self.engine, &call, Action::UseKey, &req.key_id).await?;
+            if with_plaintext {
+                // A plaintext data key is as good as a decrypt.
+                self.engine.check_lockdown(&key.tenant_id).await?;
+            }
             call.context(&req.context);
             let context = context_from(req.context)?;
             let data_key = self.engine.generate_data_key(&key, &context, spec).await?;
@@ -110,6 +115,7 @@ impl Crypto for CryptoService {
         let req = request.into_inner();
         let result = async {
             let (parsed, key) = self.ciphertext_key(&call, &req.ciphertext).await?;
+            self.engine.check_lockdown(&key.tenant_id).await?;
             call.context(&req.context);
             let context = context_from(req.context)?;
             let plaintext = self.engine.decrypt(&key, &parsed, &context).await?;
@@ -127,7 +133,7 @@ impl Crypto for CryptoService {
         &self,
         request: Request<pb::GenerateDataKeyRequest>,
     ) -> Result<Response<pb::GenerateDataKeyResponse>, Status> {
-        let (data_key, key) = self.data_key(request, "GenerateDataKey").await?;
+        let (data_key, key) = self.data_key(request, "GenerateDataKey", true).await?;
         Ok(Response::new(pb::GenerateDataKeyResponse {
             plaintext_key: data_key.plaintext.expose().to_vec(),
             wrapped_key: data_key.wrapped,
@@ -142,7 +148,7 @@ impl Crypto for CryptoService {
         request: Request<pb::GenerateDataKeyRequest>,
     ) -> Result<Response<pb::GenerateDataKeyWithoutPlaintextResponse>, Status> {
         let (data_key, key) = self
-            .data_key(request, "GenerateDataKeyWithoutPlaintext")
+            .data_key(request, "GenerateDataKeyWithoutPlaintext", false)
             .await?;
         Ok(Response::new(pb::GenerateDataKeyWithoutPlaintextResponse {
             wrapped_key: data_key.wrapped,
@@ -161,6 +167,7 @@ impl Crypto for CryptoService {
         let mut resource = format!("ciphertext -> {}", req.destination_key_id);
         let result = async {
             let (parsed, source) = self.ciphertext_key(&call, &req.ciphertext).await?;
+            self.engine.check_lockdown(&source.tenant_id).await?;
             resource = format!("{} -> {}", source.id, req.destination_key_id);
             call.context(&req.source_context);
             let destination = if req.destination_key_id.is_empty() {

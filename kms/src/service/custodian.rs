@@ -88,6 +88,7 @@ impl custodian_server::Custodian for CustodianService {
                 person_name: &req.person_name,
                 public_key: &req.public_key,
                 acknowledgement_sha256: &req.acknowledgement_sha256,
+                signing_public_key: &req.signing_public_key,
             })
             .await
             .map(|(custodian, token)| pb::EnrollResponse {
@@ -145,11 +146,13 @@ impl custodian_server::Custodian for CustodianService {
         request: Request<pb::UnsealRequest>,
     ) -> Result<Response<pb::UnsealResponse>, Status> {
         let call = self.caller(&request, "Unseal", Action::SubmitShare).await?;
-        let req = request.into_inner();
+        let mut req = request.into_inner();
+        // The share is erased when the call ends, whatever happens.
+        let share = zeroize::Zeroizing::new(std::mem::take(&mut req.share));
         let session = (!req.session_id.is_empty()).then_some(req.session_id.as_str());
         let result = self
             .custody
-            .unseal(call.principal(), &req.share, session)
+            .unseal(call.principal(), &share, session)
             .await
             .map(|outcome| match outcome {
                 UnsealOutcome::Progress(p) => pb::UnsealResponse {
@@ -232,10 +235,12 @@ impl custodian_server::Custodian for CustodianService {
         let call = self
             .caller(&request, "SubmitRekeyShare", Action::SubmitShare)
             .await?;
-        let req = request.into_inner();
+        let mut req = request.into_inner();
+        // The share is erased when the call ends, whatever happens.
+        let share = zeroize::Zeroizing::new(std::mem::take(&mut req.share));
         let result = self
             .custody
-            .submit_rekey_share(call.principal(), &req.session_id, &req.share)
+            .submit_rekey_share(call.principal(), &req.session_id, &share)
             .await
             .map(|p| rekey_to_pb(&p))
             .map_err(from_custody);
@@ -251,10 +256,12 @@ impl custodian_server::Custodian for CustodianService {
         let call = self
             .caller(&request, "VerifyRekeyShare", Action::SubmitShare)
             .await?;
-        let req = request.into_inner();
+        let mut req = request.into_inner();
+        // The share is erased when the call ends, whatever happens.
+        let share = zeroize::Zeroizing::new(std::mem::take(&mut req.share));
         let result = self
             .custody
-            .verify_rekey_share(call.principal(), &req.session_id, &req.share)
+            .verify_rekey_share(call.principal(), &req.session_id, &share)
             .await
             .map(|p| rekey_to_pb(&p))
             .map_err(from_custody);
@@ -322,6 +329,7 @@ fn custodian_to_pb(c: &Custodian) -> pb::KeyCustodian {
         acknowledgement_sha256: c.acknowledgement_sha256.to_vec(),
         acknowledged_at: c.acknowledged_at,
         share_index: c.share_index.map_or(0, u32::from),
+        signing_public_key: c.signing_key.clone().unwrap_or_default(),
     }
 }
 

@@ -5,6 +5,7 @@
 //! - [`key_management`] — `kagi.v1.KeyManagement`.
 //! - [`crypto`] — `kagi.v1.Crypto`.
 //! - [`principals`] — `kagi.v1.PrincipalManagement`.
+//! - [`quorum`] — `kagi.v1.Quorum`: proposals and approvals.
 //! - [`custodian`] — `kagi.v1.Custodian`: seal status and root key ceremonies.
 //! - [`audit`] — `kagi.v1.Audit`: query, verify, export.
 //! - [`call`] — one RPC from authentication to its durable audit record.
@@ -18,6 +19,7 @@ pub mod crypto;
 pub mod custodian;
 pub mod key_management;
 pub mod principals;
+pub mod quorum;
 pub mod status;
 
 use tonic::{Request, Status};

@@ -8,7 +8,7 @@ use super::{Store, StoreError, u32_column, unique_violation};
 use crate::model::{Custodian, Principal, Role, SealConfig};
 
 const CUSTODIAN_COLUMNS: &str = "p.id, p.name, p.role, p.tenant_id, p.created_at, p.revoked_at, \
-     c.person_name, c.public_key, c.acknowledgement_sha256, c.acknowledged_at";
+     c.person_name, c.public_key, c.acknowledgement_sha256, c.acknowledged_at, c.signing_key";
 
 impl Store {
     /// Inserts a custodian principal and its custodian record in one transaction.
@@ -33,13 +33,14 @@ impl Store {
         .map_err(|e| unique_violation(e, || format!("active principal {:?}", p.name)))?;
         sqlx::query(
             "INSERT INTO custodians (principal_id, person_name, public_key, \
-             acknowledgement_sha256, acknowledged_at) VALUES ($1, $2, $3, $4, $5)",
+             acknowledgement_sha256, acknowledged_at, signing_key) VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(&p.id)
         .bind(&custodian.person_name)
         .bind(&custodian.public_key)
         .bind(&custodian.acknowledgement_sha256[..])
         .bind(custodian.acknowledged_at)
+        .bind(custodian.signing_key.as_deref())
         .execute(&mut *tx)
         .await
         .map_err(|e| {
@@ -211,6 +212,7 @@ fn custodian_from_row(row: &AnyRow) -> Result<Custodian, StoreError> {
         public_key: row.try_get("public_key")?,
         acknowledgement_sha256: fixed(row, "acknowledgement_sha256")?,
         acknowledged_at: row.try_get("acknowledged_at")?,
+        signing_key: row.try_get("signing_key")?,
         share_index: index
             .map(|i| u8::try_from(i).map_err(|_| StoreError::Corrupt(format!("share index {i}"))))
             .transpose()?,

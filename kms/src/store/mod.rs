@@ -6,6 +6,7 @@
 //!
 //! - [`tenants`], [`keys`], [`principals`]: one module per table group.
 //! - [`audit`]: the audit chains and their checkpoints.
+//! - [`quorum`]: proposals, approvals, lockdowns.
 //! - [`custody`]: custodians and the public half of the root key's sharing.
 //!
 //! The store holds only wrapped key material; it never sees a plaintext key.
@@ -14,6 +15,7 @@ pub mod audit;
 pub mod custody;
 pub mod keys;
 pub mod principals;
+pub mod quorum;
 pub mod tenants;
 
 use std::str::FromStr;

@@ -1,17 +1,28 @@
 //! `kagictl custodian keygen|enroll|list`: the key custodians of the root key.
 //!
 //! `keygen` runs on the custodian's own machine and talks to nobody: it makes the custodian's
-//! age X25519 key, writes it encrypted with a passphrase, and writes the public key beside it.
-//! The admin then enrols the custodian with that public key (`enroll`), which gives the
-//! custodian a principal and a token.
+//! age X25519 key (which opens their shares) and Ed25519 signing key (which signs their
+//! approvals of proposals), writes both encrypted with a passphrase, and writes the public keys
+//! beside them. The admin then enrols the custodian with those public keys (`enroll`), which
+//! gives the custodian a principal and a token.
+//!
+//! The public key file is an age recipients file with one more comment line, so `age -R
+//! FILE.pub` still reads it:
+//!
+//! ```text
+//! # kagi-ed25519: <64 hex digits>
+//! age1…
+//! ```
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr as _;
 
 use clap::{Args, Subcommand};
+use ed25519_dalek::{SigningKey, VerifyingKey};
 use kagi_sdk::{Kagi, pb};
 use serde::Serialize;
 use sha2::Digest as _;
+use zeroize::Zeroizing;
 
 use crate::output::{self, CliError, Format, Table};
 use crate::secrets;
@@ -19,16 +30,21 @@ use crate::secrets;
 /// The beginning of an age X25519 public key.
 const PUBLIC_KEY_PREFIX: &str = "age1";
 
+/// The comment line of a public key file that holds the Ed25519 signing public key, before 64
+/// hex digits.
+const SIGNING_KEY_PREFIX: &str = "# kagi-ed25519:";
+
 /// Custodian commands.
 #[derive(Debug, Subcommand)]
 pub enum CustodianCommand {
-    /// Make a custodian key: an age key encrypted with a passphrase, and its public key.
-    /// Needs no connection to kagid (run it on the custodian's own machine).
+    /// Make a custodian key: an age key and an Ed25519 signing key, encrypted with a
+    /// passphrase, and their public keys. Needs no connection to kagid (run it on the
+    /// custodian's own machine).
     Keygen(KeygenArgs),
-    /// Enrol a custodian (admin): record the person, their public key and their signed
+    /// Enrol a custodian (admin): record the person, their public keys and their signed
     /// acknowledgement, and print the custodian's token (shown once).
     Enroll(EnrollArgs),
-    /// List every custodian and the share each holds.
+    /// List every custodian, the share each holds and whether each can approve proposals.
     List,
 }
 
@@ -64,8 +80,9 @@ pub struct EnrollArgs {
     #[arg(long, value_name = "FULL NAME")]
     person: String,
 
-    /// The custodian's public key: the .pub file made by `kagictl custodian keygen`, or the
-    /// age1… key itself.
+    /// The custodian's public key: the .pub file made by `kagictl custodian keygen` (its
+    /// signing key, which approves proposals, is enrolled too), or the age1… key itself (then
+    /// the custodian cannot approve).
     #[arg(long, value_name = "FILE")]
     public_key: String,
 
@@ -89,6 +106,8 @@ pub async fn run(command: CustodianCommand, kagi: &Kagi, format: Format) -> Resu
 struct KeygenView {
     /// The age recipient, `age1…`.
     public_key: String,
+    /// The Ed25519 public key that verifies approvals, hex.
+    signing_public_key: String,
     /// The passphrase-encrypted key file.
     key_file: String,
     /// The public key file.
@@ -111,9 +130,10 @@ pub async fn keygen(args: KeygenArgs, format: Format) -> Result<(), CliError> {
     }
     let view = tokio::task::spawn_blocking(move || {
         let passphrase = secrets::new_passphrase(args.passphrase_file.as_deref(), &key_path)?;
-        let public_key = generate(&key_path, &pub_path, passphrase, args.work_factor)?;
+        let keys = generate(&key_path, &pub_path, passphrase, args.work_factor)?;
         Ok::<_, CliError>(KeygenView {
-            public_key,
+            public_key: keys.age,
+            signing_public_key: keys.signing,
             key_file: key_path.display().to_string(),
             public_key_file: pub_path.display().to_string(),
         })
@@ -124,10 +144,11 @@ pub async fn keygen(args: KeygenArgs, format: Format) -> Result<(), CliError> {
         Format::Json => output::json(&view),
         Format::Human => output::print(&format!(
             "{}\
-             Give {} (or the public key) to the admin, to enrol you as a custodian. Keep {} \
-             and its passphrase to yourself: whoever has both can open your shares.\n",
+             Give {} to the admin, to enrol you as a custodian. Keep {} and its passphrase to \
+             yourself: whoever has both can open your shares and approve in your name.\n",
             output::fields(&[
                 ("public key", view.public_key.clone()),
+                ("signing key", view.signing_public_key.clone()),
                 ("key file", view.key_file.clone()),
                 ("public key file", view.public_key_file.clone()),
             ]),
@@ -137,23 +158,37 @@ pub async fn keygen(args: KeygenArgs, format: Format) -> Result<(), CliError> {
     }
 }
 
-/// Generates an identity, writes it to `key_path` encrypted with `passphrase` (mode 0600)
-/// and its public key to `pub_path`; gives the public key.
+/// The public keys of a new key pair.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct PublicKeys {
+    /// The age recipient, `age1…`.
+    age: String,
+    /// The Ed25519 public key, hex.
+    signing: String,
+}
+
+/// Generates an age identity and an Ed25519 signing key, writes both to `key_path` encrypted
+/// with `passphrase` (mode 0600) and their public keys to `pub_path`; gives the public keys.
 fn generate(
     key_path: &Path,
     pub_path: &Path,
     passphrase: age::secrecy::SecretString,
     work_factor: Option<u8>,
-) -> Result<String, CliError> {
+) -> Result<PublicKeys, CliError> {
     let identity = age::x25519::Identity::generate();
     let public_key = identity.to_public().to_string();
+    let seed = Zeroizing::new(
+        kagi_kms::crypto::random::array::<{ secrets::SIGNING_SEED_LEN }>()
+            .map_err(|e| CliError::Data(format!("no randomness for the signing key: {e}")))?,
+    );
+    let signing_public_key = hex::encode(SigningKey::from_bytes(&seed).verifying_key().to_bytes());
     let created = output::rfc3339(now());
-    let text = secrets::identity_text(&identity, &created);
+    let text = secrets::identity_text(&identity, &created, Some(&seed));
     let armored =
         secrets::encrypt_with_passphrase(text.as_bytes(), passphrase.clone(), work_factor)?;
     // Open it again before writing anything: a key file that cannot be opened (a work factor
     // beyond what kagictl and age accept, a fault) must not be found out at the first unseal.
-    let reopened = secrets::open_identity_bytes(
+    let reopened = secrets::open_key_file_bytes(
         armored.as_bytes(),
         &key_path.display().to_string(),
         passphrase,
@@ -165,7 +200,12 @@ fn generate(
         )),
         other => other,
     })?;
-    if reopened.to_public().to_string() != public_key {
+    let reopened_signing = reopened
+        .signing_key
+        .map(|key| hex::encode(key.verifying_key().to_bytes()));
+    if reopened.identity.to_public().to_string() != public_key
+        || reopened_signing.as_deref() != Some(signing_public_key.as_str())
+    {
         return Err(CliError::Data(
             "the new key file failed its check (another key inside); nothing was written".into(),
         ));
@@ -174,8 +214,8 @@ fn generate(
         "writing --out {}",
         key_path.display()
     )))?;
-    if let Err(err) = secrets::write_new_file(pub_path, format!("{public_key}\n").as_bytes(), 0o644)
-    {
+    let public_text = public_key_file_text(&public_key, &signing_public_key);
+    if let Err(err) = secrets::write_new_file(pub_path, public_text.as_bytes(), 0o644) {
         // Half a key pair is no use; leave nothing behind.
         let _ = std::fs::remove_file(key_path);
         return Err(CliError::Io {
@@ -183,7 +223,16 @@ fn generate(
             source: err,
         });
     }
-    Ok(public_key)
+    Ok(PublicKeys {
+        age: public_key,
+        signing: signing_public_key,
+    })
+}
+
+/// The text of a public key file: the signing key as a comment line (age skips it), then the
+/// age recipient.
+fn public_key_file_text(age: &str, signing: &str) -> String {
+    format!("{SIGNING_KEY_PREFIX} {signing}\n{age}\n")
 }
 
 /// Unix time now, in seconds.
@@ -207,34 +256,42 @@ pub fn public_key_path(key: &Path) -> PathBuf {
 /// An age public key given on the command line: an `age1…` key itself, or a file holding one
 /// (the first line starting with `age1`; blank lines and `#` comments are skipped).
 pub fn read_public_key(arg: &str) -> Result<String, CliError> {
+    read_public_keys(arg).map(|keys| keys.0)
+}
+
+/// The age public key and, if there is one, the Ed25519 signing public key (hex) given on the
+/// command line: an `age1…` key itself (no signing key), or a public key file made by `kagictl
+/// custodian keygen` (`# kagi-ed25519: HEX` and `age1…` lines) or by `age-keygen` (no signing
+/// key).
+fn read_public_keys(arg: &str) -> Result<(String, Option<String>), CliError> {
     let arg = arg.trim();
     let path = Path::new(arg);
-    let text = if arg.starts_with(PUBLIC_KEY_PREFIX) && !path.exists() {
-        arg.to_owned()
+    let not_a_key = |why: &str| {
+        CliError::Usage(format!(
+            "{arg} is not an age X25519 public key (age1…): {why}give the .pub file made by \
+             kagictl custodian keygen"
+        ))
+    };
+    let (text, signing) = if arg.starts_with(PUBLIC_KEY_PREFIX) && !path.exists() {
+        (arg.to_owned(), None)
     } else {
         let bytes =
             std::fs::read(path).map_err(CliError::io(format!("reading public key {arg}")))?;
-        public_key_in(&bytes).map_err(|why| {
-            CliError::Usage(format!(
-                "{arg} is not an age X25519 public key (age1…): {why}; give the .pub file made \
-                 by kagictl custodian keygen"
-            ))
-        })?
+        let age = public_key_in(&bytes).map_err(|why| not_a_key(&format!("{why}; ")))?;
+        let signing =
+            signing_key_in(&bytes).map_err(|why| CliError::Usage(format!("{arg}: {why}")))?;
+        (age, signing)
     };
-    age::x25519::Recipient::from_str(&text)
+    let age = age::x25519::Recipient::from_str(&text)
         .map(|recipient| recipient.to_string())
-        .map_err(|_| {
-            CliError::Usage(format!(
-                "{arg} is not an age X25519 public key (age1…): give the .pub file made by \
-                 kagictl custodian keygen"
-            ))
-        })
+        .map_err(|_| not_a_key(""))?;
+    Ok((age, signing))
 }
 
 /// The `age1…` line of a public key file.
 fn public_key_in(bytes: &[u8]) -> Result<String, String> {
     let text = std::str::from_utf8(bytes).map_err(|_| "not a text file".to_owned())?;
-    if text.contains("AGE-SECRET-KEY-") {
+    if text.contains("AGE-SECRET-KEY-") || text.contains(secrets::SIGNING_SEED_PREFIX) {
         // Whatever the file is, it must not travel; stop before it is used anywhere.
         return Err("the file holds a private key".into());
     }
@@ -250,6 +307,30 @@ fn public_key_in(bytes: &[u8]) -> Result<String, String> {
         .ok_or_else(|| "no line of the file starts with age1".into())
 }
 
+/// The Ed25519 public key of the `# kagi-ed25519: HEX` line of a public key file, as lowercase
+/// hex; `None` when the file has no such line. A line that is there must hold a valid key.
+fn signing_key_in(bytes: &[u8]) -> Result<Option<String>, String> {
+    let text = std::str::from_utf8(bytes).map_err(|_| "not a text file".to_owned())?;
+    let Some(line) = text
+        .lines()
+        .map(str::trim)
+        .find(|line| line.starts_with(SIGNING_KEY_PREFIX))
+    else {
+        return Ok(None);
+    };
+    let damaged = || {
+        format!(
+            "the signing key line ({SIGNING_KEY_PREFIX} …) is damaged: it must hold an Ed25519 \
+             public key, 64 hex digits"
+        )
+    };
+    let mut key = [0u8; 32];
+    hex::decode_to_slice(line[SIGNING_KEY_PREFIX.len()..].trim(), &mut key)
+        .map_err(|_| damaged())?;
+    VerifyingKey::from_bytes(&key).map_err(|_| damaged())?;
+    Ok(Some(hex::encode(key)))
+}
+
 /// A custodian as kagictl prints it in JSON.
 #[derive(Debug, Serialize)]
 struct CustodianView {
@@ -261,6 +342,9 @@ struct CustodianView {
     person_name: String,
     /// age recipient, `age1…`.
     public_key: String,
+    /// Ed25519 public key that verifies the custodian's approvals, hex; null if none is
+    /// enrolled (the custodian cannot approve proposals).
+    signing_public_key: Option<String>,
     /// Index of the share held in the current generation; null if none.
     share_index: Option<u32>,
     /// SHA-256 of the signed acknowledgement, hex.
@@ -281,6 +365,8 @@ impl From<&pb::KeyCustodian> for CustodianView {
             principal_id: principal.id,
             person_name: c.person_name.clone(),
             public_key: c.public_key.clone(),
+            signing_public_key: (!c.signing_public_key.is_empty())
+                .then(|| c.signing_public_key.clone()),
             share_index: (c.share_index != 0).then_some(c.share_index),
             acknowledgement_sha256: hex::encode(&c.acknowledgement_sha256),
             acknowledged_at: output::optional_time(c.acknowledged_at),
@@ -302,7 +388,7 @@ struct EnrolledView {
 
 /// `custodian enroll --name N --person P --public-key FILE --acknowledgement DOC`.
 async fn enroll(kagi: &Kagi, args: EnrollArgs, format: Format) -> Result<(), CliError> {
-    let public_key = read_public_key(&args.public_key)?;
+    let (public_key, signing_public_key) = read_public_keys(&args.public_key)?;
     let document = std::fs::read(&args.acknowledgement).map_err(CliError::io(format!(
         "reading --acknowledgement {}",
         args.acknowledgement.display()
@@ -315,6 +401,7 @@ async fn enroll(kagi: &Kagi, args: EnrollArgs, format: Format) -> Result<(), Cli
             person_name: args.person,
             public_key,
             acknowledgement_sha256: digest,
+            signing_public_key: signing_public_key.clone().unwrap_or_default(),
         })
         .await?
         .into_inner();
@@ -322,6 +409,15 @@ async fn enroll(kagi: &Kagi, args: EnrollArgs, format: Format) -> Result<(), Cli
         custodian: CustodianView::from(&response.custodian.unwrap_or_default()),
         token: response.token,
     };
+    if signing_public_key.is_none() {
+        eprintln!(
+            "kagictl: warning: {} has no signing key ({SIGNING_KEY_PREFIX} line): custodian {} \
+             can unseal but cannot approve proposals; for that, they make a new key pair with \
+             kagictl custodian keygen and are enrolled with it",
+            args.public_key.trim(),
+            enrolled.custodian.name
+        );
+    }
     match format {
         Format::Json => output::json(&enrolled),
         Format::Human => output::print(&enrolled_text(&enrolled)),
@@ -334,6 +430,7 @@ fn enrolled_text(enrolled: &EnrolledView) -> String {
     let c = &enrolled.custodian;
     format!(
         "# Enrolled custodian {} ({}) for {}, public key {}.\n\
+         # Signing key (approves proposals): {}\n\
          # Acknowledgement SHA-256: {}\n\
          export KAGI_TOKEN={}\n\
          # This token is shown once: kagid keeps only its hash. Give it to the custodian alone, \
@@ -342,6 +439,9 @@ fn enrolled_text(enrolled: &EnrolledView) -> String {
         c.principal_id,
         c.person_name,
         c.public_key,
+        c.signing_public_key
+            .as_deref()
+            .unwrap_or("none (cannot approve proposals)"),
         c.acknowledgement_sha256,
         enrolled.token
     )
@@ -365,6 +465,7 @@ async fn list(kagi: &Kagi, format: Format) -> Result<(), CliError> {
         "NAME",
         "PERSON",
         "PUBLIC KEY",
+        "SIGNING KEY",
         "SHARE",
         "ACKNOWLEDGED",
         "PRINCIPAL",
@@ -375,6 +476,9 @@ async fn list(kagi: &Kagi, format: Format) -> Result<(), CliError> {
             c.name,
             c.person_name,
             short_key(&c.public_key),
+            c.signing_public_key
+                .as_deref()
+                .map_or_else(|| "-".into(), short_key),
             c.share_index.map_or_else(|| "-".into(), |i| i.to_string()),
             c.acknowledged_at.unwrap_or_else(|| "-".into()),
             c.principal_id,
@@ -430,15 +534,73 @@ mod tests {
         let identity = age::x25519::Identity::generate();
         let public = identity.to_public().to_string();
         assert_eq!(read_public_key(&public).unwrap(), public);
+        assert_eq!(read_public_keys(&public).unwrap(), (public.clone(), None));
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.pub");
         std::fs::write(&path, format!("# a comment\n\n{public}\n")).unwrap();
         assert_eq!(read_public_key(path.to_str().unwrap()).unwrap(), public);
         let secret = dir.path().join("c.txt");
-        let text = secrets::identity_text(&identity, "2026-04-01T09:30:00Z");
+        let text = secrets::identity_text(&identity, "2026-04-01T09:30:00Z", None);
         std::fs::write(&secret, text.as_bytes()).unwrap();
         assert!(read_public_key(secret.to_str().unwrap()).is_err());
         assert!(read_public_key("age1notakey").is_err());
+    }
+
+    #[test]
+    fn public_key_files_carry_the_signing_key_as_a_comment() {
+        let identity = age::x25519::Identity::generate();
+        let public = identity.to_public().to_string();
+        let signing = hex::encode(
+            SigningKey::from_bytes(&[3u8; 32])
+                .verifying_key()
+                .to_bytes(),
+        );
+        let text = public_key_file_text(&public, &signing);
+        assert_eq!(text, format!("# kagi-ed25519: {signing}\n{public}\n"));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.pub");
+        std::fs::write(&path, &text).unwrap();
+        let arg = path.to_str().unwrap();
+        // enroll reads both; operator init and rekey start read the age key as before.
+        assert_eq!(
+            read_public_keys(arg).unwrap(),
+            (public.clone(), Some(signing.clone()))
+        );
+        assert_eq!(read_public_key(arg).unwrap(), public);
+        // Upper case and spacing are accepted; the key comes back in lower case.
+        std::fs::write(
+            &path,
+            format!(
+                "#  kagi-ed25519 is not this\n  # kagi-ed25519:   {}  \r\n{public}\r\n",
+                signing.to_uppercase()
+            ),
+        )
+        .unwrap();
+        assert_eq!(read_public_keys(arg).unwrap().1, Some(signing.clone()));
+        // A file from age-keygen (or an old keygen) has none.
+        std::fs::write(&path, format!("{public}\n")).unwrap();
+        assert_eq!(read_public_keys(arg).unwrap(), (public.clone(), None));
+        // A damaged line is refused, not taken for "no signing key".
+        for bad in [
+            signing[..62].to_owned(),
+            format!("{signing}00"),
+            format!("{}zz", &signing[..62]),
+            String::new(),
+        ] {
+            std::fs::write(&path, format!("# kagi-ed25519: {bad}\n{public}\n")).unwrap();
+            let Err(CliError::Usage(why)) = read_public_keys(arg) else {
+                panic!("a damaged signing key line was accepted: {bad}");
+            };
+            assert!(why.contains("damaged"), "{why}");
+        }
+        // A key file's plaintext (with the seed) must not be taken for a public key file.
+        let seed_line = format!(
+            "{} {}\n{public}\n",
+            secrets::SIGNING_SEED_PREFIX,
+            "00".repeat(32)
+        );
+        std::fs::write(&path, seed_line).unwrap();
+        assert!(read_public_keys(arg).is_err());
     }
 
     #[test]
@@ -447,33 +609,54 @@ mod tests {
         let key = dir.path().join("yamada.key");
         let public = dir.path().join("yamada.pub");
         let passphrase = "correct horse battery staple";
-        let public_key = generate(&key, &public, SecretString::from(passphrase), Some(10)).unwrap();
+        let keys = generate(&key, &public, SecretString::from(passphrase), Some(10)).unwrap();
         assert_eq!(
             std::fs::read_to_string(&public).unwrap(),
-            format!("{public_key}\n")
+            format!("# kagi-ed25519: {}\n{}\n", keys.signing, keys.age)
+        );
+        assert_eq!(
+            read_public_keys(public.to_str().unwrap()).unwrap(),
+            (keys.age.clone(), Some(keys.signing.clone()))
         );
         let armored = std::fs::read_to_string(&key).unwrap();
         assert!(armored.starts_with("-----BEGIN AGE ENCRYPTED FILE-----"));
         assert!(!armored.contains("AGE-SECRET-KEY"));
+        assert!(!armored.contains("kagi-ed25519"));
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt as _;
             let mode = std::fs::metadata(&key).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
         }
-        // The plaintext is age-keygen's text form.
+        // The plaintext is age-keygen's text form, with the seed as one more comment line.
         let mut scrypt = age::scrypt::Identity::new(SecretString::from(passphrase));
         scrypt.set_max_work_factor(10);
         let text = String::from_utf8(age::decrypt(&scrypt, armored.as_bytes()).unwrap()).unwrap();
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines.len(), 3);
+        assert_eq!(lines.len(), 4);
         assert!(lines[0].starts_with("# created: 20"));
-        assert_eq!(lines[1], format!("# public key: {public_key}"));
-        assert!(lines[2].starts_with("AGE-SECRET-KEY-1"));
+        assert_eq!(lines[1], format!("# public key: {}", keys.age));
+        assert!(lines[2].starts_with("# kagi-ed25519-seed: "));
+        assert_eq!(lines[2].len(), "# kagi-ed25519-seed: ".len() + 64);
+        assert!(lines[3].starts_with("AGE-SECRET-KEY-1"));
         let identity = secrets::open_identity(&key, SecretString::from(passphrase)).unwrap();
-        assert_eq!(identity.to_public().to_string(), public_key);
+        assert_eq!(identity.to_public().to_string(), keys.age);
+        let signing = secrets::open_signing_key(&key, SecretString::from(passphrase)).unwrap();
+        assert_eq!(
+            hex::encode(signing.verifying_key().to_bytes()),
+            keys.signing
+        );
         // Never over an existing file.
         assert!(generate(&key, &public, SecretString::from(passphrase), Some(10)).is_err());
+        // Two key pairs never share a signing key.
+        let other = generate(
+            &dir.path().join("b.key"),
+            &dir.path().join("b.pub"),
+            SecretString::from(passphrase),
+            Some(10),
+        )
+        .unwrap();
+        assert_ne!(other.signing, keys.signing);
     }
 
     #[test]

@@ -15,6 +15,7 @@ mod key;
 mod operator;
 mod output;
 mod principal;
+mod quorum;
 mod rekey;
 mod secrets;
 mod tenant;
@@ -27,8 +28,9 @@ use crate::output::{CliError, Format};
 
 /// kagictl, the operator CLI of the Kagi key management service.
 ///
-/// Manages tenants, keys and principals, encrypts and decrypts with tenant keys, and runs the
-/// root key's custodian ceremonies (init, unseal, seal, rekey), by calling kagid's gRPC API.
+/// Manages tenants, keys and principals, encrypts and decrypts with tenant keys, runs the
+/// root key's custodian ceremonies (init, unseal, seal, rekey), and proposes and approves
+/// operations under dual control, by calling kagid's gRPC API.
 #[derive(Debug, Parser)]
 #[command(name = "kagictl", version)]
 struct Cli {
@@ -74,6 +76,10 @@ enum Command {
     /// Replace the custodian set or the threshold: start, submit, verify, status, cancel.
     #[command(subcommand)]
     Rekey(rekey::RekeyCommand),
+    /// Dual control: propose sensitive operations, approve them with your signing key
+    /// (custodians), list, show and cancel proposals.
+    #[command(subcommand)]
+    Quorum(quorum::QuorumCommand),
     /// Query, verify and export the audit trail (auditors only).
     #[command(subcommand)]
     Audit(audit::AuditCommand),
@@ -131,12 +137,13 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Operator(command) => operator::run(command, &kagi, format).await,
         Command::Unseal(args) => operator::unseal(args, &kagi, format).await,
         Command::Rekey(command) => rekey::run(command, &kagi, format).await,
+        Command::Quorum(command) => quorum::run(command, &kagi, format).await,
         Command::Audit(command) => audit::run(command, &kagi, format).await,
     }
 }
 
-/// Whether the command opens a key file and a share, so that core dumps must be off before it
-/// starts (`custodian keygen` turns them off itself).
+/// Whether the command opens a key file (and a share, or a signing key), so that core dumps
+/// must be off before it starts (`custodian keygen` turns them off itself).
 fn handles_secrets(command: &Command) -> bool {
     matches!(
         command,
@@ -144,5 +151,6 @@ fn handles_secrets(command: &Command) -> bool {
             | Command::Rekey(
                 rekey::RekeyCommand::Submit { .. } | rekey::RekeyCommand::Verify { .. }
             )
+            | Command::Quorum(quorum::QuorumCommand::Approve(_))
     )
 }

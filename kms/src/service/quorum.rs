@@ -1,0 +1,312 @@
+//! `kagi.v1.Quorum`: proposals of sensitive operations and their approvals.
+
+use kagi_proto::v1 as pb;
+use kagi_proto::v1::quorum_server;
+use tonic::{Request, Response, Status};
+
+use super::Call;
+use crate::auth::policy::{Action, authorize_role};
+use crate::engine::Engine;
+use crate::quorum::proposal::Operation;
+use crate::quorum::{Quorum, QuorumError};
+use crate::store::quorum::{ProposalState, StoredProposal};
+
+/// The `Quorum` service.
+#[derive(Debug, Clone)]
+pub struct QuorumService {
+    engine: Engine,
+    quorum: Quorum,
+}
+
+impl QuorumService {
+    /// A service over `engine`.
+    pub fn new(engine: Engine) -> Self {
+        Self {
+            quorum: Quorum::new(engine.clone()),
+            engine,
+        }
+    }
+
+    async fn caller<T>(
+        &self,
+        request: &Request<T>,
+        operation: &'static str,
+        action: Action,
+    ) -> Result<Call, Status> {
+        let call = Call::begin(&self.engine, request, operation).await?;
+        match authorize_role(call.principal(), action) {
+            Ok(()) => Ok(call),
+            Err(denied) => Err(call.refuse(denied.into()).await),
+        }
+    }
+
+    /// The operation a request names, with tenants and keys resolved to their ids.
+    async fn operation(&self, op: Option<pb::Operation>) -> Result<Operation, Status> {
+        use pb::operation::Kind;
+        let tenant = |name: String| async move {
+            match name.as_str() {
+                "" => Ok::<_, Status>(None),
+                t => Ok(Some(self.engine.resolve_tenant(t).await?.id)),
+            }
+        };
+        match op.and_then(|o| o.kind) {
+            Some(Kind::Lockdown(l)) => {
+                if l.reason.trim().is_empty() {
+                    return Err(Status::invalid_argument(
+                        "a lockdown needs a reason (an incident number or a sentence)",
+                    ));
+                }
+                Ok(Operation::Lockdown {
+                    tenant: tenant(l.tenant).await?,
+                    reason: l.reason,
+                })
+            }
+            Some(Kind::LiftLockdown(l)) => Ok(Operation::LiftLockdown {
+                tenant: tenant(l.tenant).await?,
+            }),
+            Some(Kind::SetRotationPeriod(r)) => {
+                if !(1..=3650).contains(&r.rotation_period_days) {
+                    return Err(Status::invalid_argument(
+                        "rotation_period_days must be 1 to 3650",
+                    ));
+                }
+                let key = self.engine.resolve_key(&r.key).await?;
+                if key.purpose.protects_school_data() && r.rotation_period_days > 365 {
+                    // Even a quorum cannot suspend the yearly rule (catalogue K4).
+                    return Err(Status::invalid_argument(format!(
+                        "key {} protects school data: its rotation period is at most 365 days (catalogue K4)",
+                        key.id
+                    )));
+                }
+                Ok(Operation::SetRotationPeriod {
+                    key_id: key.id,
+                    days: r.rotation_period_days,
+                })
+            }
+            None => Err(Status::invalid_argument(
+                "operation is required: lockdown, lift_lockdown or set_rotation_period",
+            )),
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl quorum_server::Quorum for QuorumService {
+    async fn propose(
+        &self,
+        request: Request<pb::ProposeRequest>,
+    ) -> Result<Response<pb::ProposalResponse>, Status> {
+        let call = self.caller(&request, "Propose", Action::Propose).await?;
+        let req = request.into_inner();
+        let mut resource = String::new();
+        let result = async {
+            let operation = self.operation(req.operation).await?;
+            resource = operation.describe();
+            let proposal = self
+                .quorum
+                .propose(call.principal(), operation, req.ttl_seconds)
+                .await
+                .map_err(from_quorum)?;
+            resource = format!("{}: {resource}", proposal.signed.id);
+            Ok(response(&proposal))
+        }
+        .await;
+        call.finish(&resource, result).await.map(Response::new)
+    }
+
+    async fn approve(
+        &self,
+        request: Request<pb::ApproveRequest>,
+    ) -> Result<Response<pb::ProposalResponse>, Status> {
+        let call = self.caller(&request, "Approve", Action::Approve).await?;
+        let req = request.into_inner();
+        let result = self
+            .quorum
+            .approve(call.principal(), &req.proposal_id, &req.signature)
+            .await
+            .map(|p| response(&p))
+            .map_err(from_quorum);
+        let result = match result {
+            Ok(r) => Ok(self.named(r).await),
+            err => err,
+        };
+        let resource = match &result {
+            Ok(r) => {
+                let p = r.proposal.as_ref().expect("set");
+                format!(
+                    "{}: {} of {} approvals, {}",
+                    p.id,
+                    p.approvals.len(),
+                    p.threshold,
+                    state_name(p.state)
+                )
+            }
+            Err(_) => req.proposal_id.clone(),
+        };
+        call.finish(&resource, result).await.map(Response::new)
+    }
+
+    async fn get_proposal(
+        &self,
+        request: Request<pb::GetProposalRequest>,
+    ) -> Result<Response<pb::ProposalResponse>, Status> {
+        let call = self
+            .caller(&request, "GetProposal", Action::ReadProposals)
+            .await?;
+        let id = request.into_inner().proposal_id;
+        let result = self
+            .quorum
+            .get(&id)
+            .await
+            .map(|p| response(&p))
+            .map_err(from_quorum);
+        let result = match result {
+            Ok(r) => Ok(self.named(r).await),
+            err => err,
+        };
+        call.finish(&id, result).await.map(Response::new)
+    }
+
+    async fn list_proposals(
+        &self,
+        request: Request<pb::ListProposalsRequest>,
+    ) -> Result<Response<pb::ListProposalsResponse>, Status> {
+        let call = self
+            .caller(&request, "ListProposals", Action::ReadProposals)
+            .await?;
+        let pending_only = request.into_inner().pending_only;
+        let result = self
+            .quorum
+            .list(pending_only)
+            .await
+            .map(|all| pb::ListProposalsResponse {
+                proposals: all.iter().map(proposal_to_pb).collect(),
+            })
+            .map_err(from_quorum);
+        let result = match result {
+            Ok(mut r) => {
+                self.name_approvals(&mut r.proposals).await;
+                Ok(r)
+            }
+            err => err,
+        };
+        call.finish("", result).await.map(Response::new)
+    }
+
+    async fn cancel_proposal(
+        &self,
+        request: Request<pb::CancelProposalRequest>,
+    ) -> Result<Response<pb::ProposalResponse>, Status> {
+        let call = self
+            .caller(&request, "CancelProposal", Action::Propose)
+            .await?;
+        let id = request.into_inner().proposal_id;
+        let result = self
+            .quorum
+            .cancel(call.principal(), &id)
+            .await
+            .map(|p| response(&p))
+            .map_err(from_quorum);
+        call.finish(&id, result).await.map(Response::new)
+    }
+}
+
+/// The gRPC status of a refused step.
+pub fn from_quorum(err: QuorumError) -> Status {
+    let message = err.to_string();
+    match err {
+        QuorumError::InvalidArgument(_) => Status::invalid_argument(message),
+        QuorumError::PermissionDenied(_) => Status::permission_denied(message),
+        QuorumError::NotFound(_) => Status::not_found(message),
+        QuorumError::FailedPrecondition(_) => Status::failed_precondition(message),
+        QuorumError::Engine(e) => e.into(),
+    }
+}
+
+fn response(p: &StoredProposal) -> pb::ProposalResponse {
+    pb::ProposalResponse {
+        proposal: Some(proposal_to_pb(p)),
+    }
+}
+
+impl QuorumService {
+    /// Fills in approvers' names, so approvers see people, not ids.
+    async fn named(&self, mut response: pb::ProposalResponse) -> pb::ProposalResponse {
+        if let Some(p) = response.proposal.as_mut() {
+            self.name_approvals(std::slice::from_mut(p)).await;
+        }
+        response
+    }
+
+    async fn name_approvals(&self, proposals: &mut [pb::Proposal]) {
+        let Ok(principals) = self.engine.list_principals().await else {
+            return;
+        };
+        for approval in proposals.iter_mut().flat_map(|p| p.approvals.iter_mut()) {
+            if let Some(p) = principals.iter().find(|p| p.id == approval.principal_id) {
+                approval.principal_name = p.name.clone();
+            }
+        }
+    }
+}
+
+/// A stored proposal as protobuf; tenants and keys appear by id.
+pub fn proposal_to_pb(p: &StoredProposal) -> pb::Proposal {
+    use pb::operation::Kind;
+    let kind = match &p.signed.operation {
+        Operation::Lockdown { tenant, reason } => Kind::Lockdown(pb::Lockdown {
+            tenant: tenant.clone().unwrap_or_default(),
+            reason: reason.clone(),
+        }),
+        Operation::LiftLockdown { tenant } => Kind::LiftLockdown(pb::LiftLockdown {
+            tenant: tenant.clone().unwrap_or_default(),
+        }),
+        Operation::SetRotationPeriod { key_id, days } => {
+            Kind::SetRotationPeriod(pb::SetRotationPeriod {
+                key: key_id.clone(),
+                rotation_period_days: *days,
+            })
+        }
+    };
+    let state = match p.state {
+        ProposalState::Pending => pb::ProposalState::Pending,
+        ProposalState::Executed => pb::ProposalState::Executed,
+        ProposalState::Cancelled => pb::ProposalState::Cancelled,
+        ProposalState::Expired => pb::ProposalState::Expired,
+        ProposalState::Failed => pb::ProposalState::Failed,
+    };
+    pb::Proposal {
+        id: p.signed.id.clone(),
+        operation: Some(pb::Operation { kind: Some(kind) }),
+        description: p.signed.operation.describe(),
+        proposer_id: p.signed.proposer_id.clone(),
+        digest: hex::encode(p.digest),
+        created_at: p.signed.created_at,
+        expires_at: p.signed.expires_at,
+        threshold: p.signed.threshold,
+        state: state as i32,
+        approvals: p
+            .approvals
+            .iter()
+            .map(|a| pb::Approval {
+                principal_id: a.principal_id.clone(),
+                principal_name: String::new(),
+                approved_at: a.approved_at,
+            })
+            .collect(),
+        finished_at: p.finished_at.unwrap_or(0),
+        result: p.result.clone().unwrap_or_default(),
+        nonce: p.signed.nonce.clone(),
+    }
+}
+
+fn state_name(state: i32) -> &'static str {
+    match pb::ProposalState::try_from(state) {
+        Ok(pb::ProposalState::Pending) => "pending",
+        Ok(pb::ProposalState::Executed) => "executed",
+        Ok(pb::ProposalState::Cancelled) => "cancelled",
+        Ok(pb::ProposalState::Expired) => "expired",
+        Ok(pb::ProposalState::Failed) => "failed",
+        _ => "unknown",
+    }
+}

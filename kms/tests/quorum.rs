@@ -1,0 +1,455 @@
+//! Dual control against a real kagid (in-process, gRPC over loopback, SQLite and PostgreSQL):
+//! an operation runs only after a quorum of distinct custodians signs its exact digest; the
+//! proposer never approves; one custodian counts once; a signature for one proposal does not
+//! approve another; an expired proposal cannot run; racing final approvals run it once.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{Backend, TestServer, backends, ctx};
+use ed25519_dalek::{Signer, SigningKey};
+use kagi_kms::clock::ManualClock;
+use kagi_sdk::{Kagi, pb};
+use tonic::Code;
+
+struct Custodian {
+    key: SigningKey,
+    client: Kagi,
+}
+
+struct Setup {
+    server: TestServer,
+    clock: ManualClock,
+    custodians: Vec<Custodian>,
+    service_a: Kagi,
+    service_b: Kagi,
+    ciphertext_a: Vec<u8>,
+    ciphertext_b: Vec<u8>,
+}
+
+async fn setup(backend: Backend) -> Setup {
+    let clock = ManualClock::new(1_800_000_000);
+    let server = TestServer::start_with(backend, None, Arc::new(clock.clone())).await;
+    let admin = server.admin().await;
+    let mut custodians = Vec::new();
+    for i in 0..3 {
+        let key = SigningKey::from_bytes(&kagi_kms::crypto::random::array().unwrap());
+        let enrolled = admin
+            .custodians()
+            .enroll(pb::EnrollRequest {
+                name: format!("custodian-{i}"),
+                person_name: format!("Custodian {i}"),
+                public_key: age::x25519::Identity::generate().to_public().to_string(),
+                acknowledgement_sha256: vec![3; 32],
+                signing_public_key: hex::encode(key.verifying_key().to_bytes()),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        custodians.push(Custodian {
+            key,
+            client: server.client(&enrolled.token).await,
+        });
+    }
+    let mut services = Vec::new();
+    let mut ciphertexts = Vec::new();
+    for name in ["board-a", "board-b"] {
+        let tenant = common::tenant(&admin, name).await;
+        common::key(&admin, &tenant, "records").await;
+        let token = common::principal(
+            &admin,
+            &format!("{name}-app"),
+            pb::Role::TenantService,
+            &tenant,
+        )
+        .await;
+        let client = server.client(&token).await;
+        let ciphertext = client
+            .crypto()
+            .encrypt(pb::EncryptRequest {
+                key_id: format!("{name}/records"),
+                plaintext: b"grades".to_vec(),
+                context: ctx(&[("p", "1")]),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .ciphertext;
+        services.push(client);
+        ciphertexts.push(ciphertext);
+    }
+    let service_b = services.pop().unwrap();
+    let service_a = services.pop().unwrap();
+    let ciphertext_b = ciphertexts.pop().unwrap();
+    let ciphertext_a = ciphertexts.pop().unwrap();
+    Setup {
+        server,
+        clock,
+        custodians,
+        service_a,
+        service_b,
+        ciphertext_a,
+        ciphertext_b,
+    }
+}
+
+fn lockdown(tenant: &str) -> pb::Operation {
+    pb::Operation {
+        kind: Some(pb::operation::Kind::Lockdown(pb::Lockdown {
+            tenant: tenant.into(),
+            reason: "incident 2026-11".into(),
+        })),
+    }
+}
+
+async fn propose(by: &Kagi, operation: pb::Operation, ttl: u32) -> pb::Proposal {
+    by.quorum()
+        .propose(pb::ProposeRequest {
+            operation: Some(operation),
+            ttl_seconds: ttl,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .proposal
+        .unwrap()
+}
+
+fn sign(custodian: &Custodian, proposal: &pb::Proposal) -> Vec<u8> {
+    let digest = hex::decode(&proposal.digest).unwrap();
+    custodian.key.sign(&digest).to_bytes().to_vec()
+}
+
+async fn approve(
+    custodian: &Custodian,
+    id: &str,
+    signature: Vec<u8>,
+) -> Result<pb::Proposal, tonic::Status> {
+    custodian
+        .client
+        .quorum()
+        .approve(pb::ApproveRequest {
+            proposal_id: id.into(),
+            signature,
+        })
+        .await
+        .map(|r| r.into_inner().proposal.unwrap())
+}
+
+async fn decrypt(service: &Kagi, ciphertext: &[u8]) -> Result<Vec<u8>, tonic::Status> {
+    service
+        .crypto()
+        .decrypt(pb::DecryptRequest {
+            ciphertext: ciphertext.to_vec(),
+            context: ctx(&[("p", "1")]),
+        })
+        .await
+        .map(|r| r.into_inner().plaintext)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_operation_runs_only_after_a_quorum_of_other_custodians() {
+    for backend in backends() {
+        let s = setup(backend).await;
+        let [c0, c1, c2] = &s.custodians[..] else {
+            unreachable!()
+        };
+        let admin = s.server.admin().await;
+
+        // Proposed by custodian 0: the threshold is 2 (no custodian threshold yet).
+        let proposal = propose(&c0.client, lockdown("board-a"), 0).await;
+        assert_eq!(proposal.threshold, 2);
+        assert_eq!(proposal.state, pb::ProposalState::Pending as i32);
+        assert!(proposal.description.contains("lock down tenant"));
+        let id = proposal.id.clone();
+
+        // The proposer never approves; an admin cannot approve at all.
+        let err = approve(c0, &id, sign(c0, &proposal)).await.unwrap_err();
+        assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
+        let err = admin
+            .quorum()
+            .approve(pb::ApproveRequest {
+                proposal_id: id.clone(),
+                signature: vec![0; 64],
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::PermissionDenied);
+
+        // A signature over another proposal's digest does not approve this one.
+        let other = propose(&admin, lockdown("board-b"), 0).await;
+        let err = approve(c1, &id, sign(c1, &other)).await.unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+        // Nor does another custodian's signature.
+        let err = approve(c1, &id, sign(c2, &proposal)).await.unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument);
+
+        // One approval: still pending, decrypts still work.
+        let after_one = approve(c1, &id, sign(c1, &proposal)).await.unwrap();
+        assert_eq!(after_one.approvals.len(), 1);
+        assert_eq!(after_one.state, pb::ProposalState::Pending as i32);
+        // The same custodian again counts once.
+        let err = approve(c1, &id, sign(c1, &proposal)).await.unwrap_err();
+        assert_eq!(err.code(), Code::FailedPrecondition);
+        let still = s
+            .server
+            .admin()
+            .await
+            .quorum()
+            .get_proposal(pb::GetProposalRequest {
+                proposal_id: id.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .proposal
+            .unwrap();
+        assert_eq!(still.approvals.len(), 1);
+        assert_eq!(
+            decrypt(&s.service_a, &s.ciphertext_a).await.unwrap(),
+            b"grades"
+        );
+
+        // The second distinct custodian: it runs.
+        let executed = approve(c2, &id, sign(c2, &proposal)).await.unwrap();
+        assert_eq!(executed.state, pb::ProposalState::Executed as i32);
+        assert_eq!(executed.approvals.len(), 2);
+        assert!(
+            executed
+                .approvals
+                .iter()
+                .all(|a| a.principal_name.starts_with("custodian-"))
+        );
+        let err = decrypt(&s.service_a, &s.ciphertext_a).await.unwrap_err();
+        assert_eq!(err.code(), Code::FailedPrecondition);
+        assert!(err.message().contains("locked down"), "{}", err.message());
+        assert_eq!(
+            decrypt(&s.service_b, &s.ciphertext_b).await.unwrap(),
+            b"grades"
+        );
+        // A finished proposal takes no more approvals.
+        let err = approve(c0, &id, sign(c0, &proposal)).await.unwrap_err();
+        assert_eq!(err.code(), Code::FailedPrecondition);
+
+        // Plaintext data keys and re-encryption are refused too; encryption is not.
+        let data_key = s
+            .service_a
+            .crypto()
+            .generate_data_key(pb::GenerateDataKeyRequest {
+                key_id: "board-a/records".into(),
+                context: ctx(&[("p", "1")]),
+                spec: 0,
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(data_key.code(), Code::FailedPrecondition);
+        s.service_a
+            .crypto()
+            .generate_data_key_without_plaintext(pb::GenerateDataKeyRequest {
+                key_id: "board-a/records".into(),
+                context: ctx(&[("p", "1")]),
+                spec: 0,
+            })
+            .await
+            .unwrap();
+        s.service_a
+            .crypto()
+            .encrypt(pb::EncryptRequest {
+                key_id: "board-a/records".into(),
+                plaintext: b"new".to_vec(),
+                context: ctx(&[("p", "1")]),
+            })
+            .await
+            .unwrap();
+        // The K4 yearly rule holds even for a quorum.
+        let err = admin
+            .quorum()
+            .propose(pb::ProposeRequest {
+                operation: Some(pb::Operation {
+                    kind: Some(pb::operation::Kind::SetRotationPeriod(
+                        pb::SetRotationPeriod {
+                            key: "board-a/records".into(),
+                            rotation_period_days: 400,
+                        },
+                    )),
+                }),
+                ttl_seconds: 0,
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument);
+
+        // Lifting needs a quorum too.
+        let lift = propose(
+            &admin,
+            pb::Operation {
+                kind: Some(pb::operation::Kind::LiftLockdown(pb::LiftLockdown {
+                    tenant: "board-a".into(),
+                })),
+            },
+            0,
+        )
+        .await;
+        approve(c0, &lift.id, sign(c0, &lift)).await.unwrap();
+        approve(c2, &lift.id, sign(c2, &lift)).await.unwrap();
+        assert_eq!(
+            decrypt(&s.service_a, &s.ciphertext_a).await.unwrap(),
+            b"grades"
+        );
+
+        // Every step is in the audit trail.
+        let store = s.server.engine.store();
+        for (operation, at_least) in [("Propose", 3), ("Approve", 5), ("ProposalExecuted", 2)] {
+            let filter = kagi_kms::store::audit::AuditFilter {
+                operation: Some(operation.into()),
+                ..Default::default()
+            };
+            let n = store.audit_query(&filter, 100).await.unwrap().len();
+            assert!(n >= at_least, "{operation}: {n}");
+        }
+        s.server.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_expired_proposal_cannot_run() {
+    let s = setup(Backend::Sqlite).await;
+    let [c0, c1, c2] = &s.custodians[..] else {
+        unreachable!()
+    };
+    let proposal = propose(&c0.client, lockdown(""), 60).await;
+    approve(c1, &proposal.id, sign(c1, &proposal))
+        .await
+        .unwrap();
+    s.clock.advance(61);
+    let err = approve(c2, &proposal.id, sign(c2, &proposal))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    assert!(err.message().contains("expired"), "{}", err.message());
+    assert_eq!(
+        decrypt(&s.service_a, &s.ciphertext_a).await.unwrap(),
+        b"grades"
+    );
+    s.server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn racing_final_approvals_run_the_operation_once() {
+    for backend in backends() {
+        let s = setup(backend).await;
+        let admin = s.server.admin().await;
+        for round in 0..5 {
+            let proposal = propose(
+                &admin,
+                pb::Operation {
+                    kind: Some(pb::operation::Kind::SetRotationPeriod(
+                        pb::SetRotationPeriod {
+                            key: "board-a/records".into(),
+                            rotation_period_days: 100 + round,
+                        },
+                    )),
+                },
+                0,
+            )
+            .await;
+            let [c0, c1, c2] = &s.custodians[..] else {
+                unreachable!()
+            };
+            approve(c0, &proposal.id, sign(c0, &proposal))
+                .await
+                .unwrap();
+            let (a, b) = tokio::join!(
+                approve(c1, &proposal.id, sign(c1, &proposal)),
+                approve(c2, &proposal.id, sign(c2, &proposal)),
+            );
+            let succeeded = [&a, &b].iter().filter(|r| r.is_ok()).count();
+            assert!(succeeded >= 1, "{a:?} {b:?}");
+            let key = admin
+                .keys()
+                .get_key(pb::GetKeyRequest {
+                    key: "board-a/records".into(),
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .key
+                .unwrap();
+            assert_eq!(key.rotation_period_days, 100 + round);
+            let filter = kagi_kms::store::audit::AuditFilter {
+                operation: Some("ProposalExecuted".into()),
+                ..Default::default()
+            };
+            let executed = s
+                .server
+                .engine
+                .store()
+                .audit_query(&filter, 100)
+                .await
+                .unwrap();
+            let mine = executed
+                .iter()
+                .filter(|r| {
+                    r.record
+                        .body
+                        .as_deref()
+                        .unwrap_or("")
+                        .contains(&proposal.id)
+                })
+                .count();
+            assert_eq!(mine, 1, "round {round}: the operation ran once");
+        }
+        s.server.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn approvals_written_into_the_store_count_for_nothing() {
+    for backend in backends() {
+        let s = setup(backend).await;
+        let admin = s.server.admin().await;
+        let proposal = propose(&admin, lockdown("board-a"), 0).await;
+        let c2 = &s.custodians[2];
+        let c2_key = hex::encode(c2.key.verifying_key().to_bytes());
+        let others: Vec<String> = admin
+            .custodians()
+            .list_custodians(pb::ListCustodiansRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .custodians
+            .into_iter()
+            .filter(|c| c.signing_public_key != c2_key)
+            .map(|c| c.principal.unwrap().id)
+            .collect();
+        assert_eq!(others.len(), 2);
+        // Someone with database access adds two "approvals" without valid signatures.
+        for id in &others {
+            sqlx::query(
+                "INSERT INTO approvals (proposal_id, principal_id, signature, approved_at) \
+                 VALUES ($1, $2, $3, $4)",
+            )
+            .bind(&proposal.id)
+            .bind(id)
+            .bind(vec![0u8; 64])
+            .bind(1_800_000_000i64)
+            .execute(s.server.engine.store().pool())
+            .await
+            .unwrap();
+        }
+        let after = approve(c2, &proposal.id, sign(c2, &proposal))
+            .await
+            .unwrap();
+        assert_eq!(
+            after.state,
+            pb::ProposalState::Pending as i32,
+            "forged rows did not count"
+        );
+        assert_eq!(
+            decrypt(&s.service_a, &s.ciphertext_a).await.unwrap(),
+            b"grades"
+        );
+        s.server.stop().await;
+    }
+}
