@@ -14,6 +14,7 @@ use kagi_proto::v1::key_management_server::KeyManagementServer;
 use kagi_proto::v1::principal_management_server::PrincipalManagementServer;
 use kagi_proto::v1::quorum_server::QuorumServer;
 use tokio::net::TcpListener;
+use tokio_stream::StreamExt;
 use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::custody::Custody;
@@ -101,7 +102,15 @@ pub async fn serve(
     match tls {
         None => {
             router
-                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+                .serve_with_incoming_shutdown(
+                    TcpListenerStream::new(listener).map(|accepted| {
+                        accepted.inspect(|tcp| {
+                            // Small gRPC responses must not wait for a delayed ACK (Nagle).
+                            let _ = tcp.set_nodelay(true);
+                        })
+                    }),
+                    shutdown,
+                )
                 .await?
         }
         Some(config) => {
