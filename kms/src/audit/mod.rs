@@ -64,7 +64,7 @@ impl Default for AuditConfig {
             checkpoint_records: 1000,
             checkpoint_interval: Duration::from_secs(60),
             plain_context_keys: BTreeSet::new(),
-            max_batch: 512,
+            max_batch: crate::store::audit::MAX_APPEND,
             retention_days: retention::DEFAULT_DAYS,
         }
     }

@@ -1,7 +1,7 @@
 //! The audit writer: one task per node that turns queued events into chained records.
 //!
 //! Group commit: the task takes one submission, then every other already waiting (up to
-//! `max_batch`), links them all, writes them in one transaction and ships them to the sinks;
+//! `max_batch`), links them all, writes them with one INSERT and ships them to the sinks;
 //! only then does it answer each caller. While one batch is being written the next one queues
 //! up, so under load each transaction carries many records and auditing costs little
 //! throughput, yet every response still waits for its own record to be durable.
@@ -74,7 +74,7 @@ impl Writer {
     pub(super) async fn run(mut self, mut queue: mpsc::Receiver<Submission>) {
         while let Some(first) = queue.recv().await {
             let mut batch = vec![first];
-            while batch.len() < self.config.max_batch {
+            while batch.len() < self.config.max_batch.min(crate::store::audit::MAX_APPEND) {
                 match queue.try_recv() {
                     Ok(next) => batch.push(next),
                     Err(_) => break,

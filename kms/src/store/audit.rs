@@ -1,14 +1,15 @@
-//! The `audit_records`, `audit_heads` and `audit_checkpoints` tables.
+//! The `audit_records` and `audit_checkpoints` tables. A chain's head is its newest record.
 
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::{Store, StoreError};
+use super::{Store, StoreError, unique_violation};
 use crate::audit::checkpoint::{Checkpoint, Kind};
 use crate::audit::record::{Event, Hash, Record};
 
-/// Rows per multi-row INSERT (13 parameters each stays far below every backend's limit).
-const INSERT_CHUNK: usize = 200;
+/// Most records in one append (13 parameters each: 2,600 stays far below every backend's
+/// limit). The writer's batches are at most this large.
+pub const MAX_APPEND: usize = 200;
 
 const RECORD_COLUMNS: &str = "node, seq, time_ms, tenant_id, principal_id, key_id, operation, \
      outcome, body, prev_hash, digest, hash, mac";
@@ -77,90 +78,76 @@ pub struct AuditFilter {
 }
 
 impl Store {
-    /// The head `(seq, hash)` of `node`'s chain, if it has records.
+    /// The head `(seq, hash)` of `node`'s chain, if it has records: its newest record.
     pub async fn audit_head(&self, node: &str) -> Result<Option<(u64, Hash)>, StoreError> {
-        let row = sqlx::query("SELECT seq, hash FROM audit_heads WHERE node = $1")
-            .bind(node)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(
+            "SELECT seq, hash FROM audit_records WHERE node = $1 ORDER BY seq DESC LIMIT 1",
+        )
+        .bind(node)
+        .fetch_optional(&self.pool)
+        .await?;
         row.map(|r| Ok((seq_column(&r, "seq")?, hash_column(&r, "hash")?)))
             .transpose()
     }
 
-    /// Appends `rows` (consecutive, linked to `expected`) to `node`'s chain in one
-    /// transaction, moving the head by compare-and-set. [`StoreError::Conflict`] if the head
-    /// moved (another process wrote under the same node name).
+    /// Appends `rows` (consecutive, linked after `expected`) to `node`'s chain with ONE
+    /// multi-row INSERT: a single statement is atomic on its own, so the batch costs one round
+    /// trip and one commit. The `(node, seq)` primary key is the compare-and-set: if another
+    /// process wrote under the same node name since `expected` was read, the insert collides
+    /// and nothing is written ([`StoreError::Conflict`]).
     pub async fn append_audit(
         &self,
         node: &str,
         expected: Option<(u64, Hash)>,
         rows: &[AuditRow],
     ) -> Result<(), StoreError> {
-        let Some(last) = rows.last() else {
+        if rows.is_empty() {
             return Ok(());
-        };
-        let mut tx = self.begin_write().await?;
-        let moved = match expected {
-            None => sqlx::query("INSERT INTO audit_heads (node, seq, hash) VALUES ($1, $2, $3)")
-                .bind(node)
-                .bind(seq_value(last.record.seq))
-                .bind(&last.record.hash[..])
-                .execute(&mut *tx)
-                .await
-                .map(|r| r.rows_affected())
-                .unwrap_or(0),
-            Some((seq, hash)) => sqlx::query(
-                "UPDATE audit_heads SET seq = $1, hash = $2 WHERE node = $3 AND seq = $4 AND hash = $5",
-            )
-            .bind(seq_value(last.record.seq))
-            .bind(&last.record.hash[..])
-            .bind(node)
-            .bind(seq_value(seq))
-            .bind(&hash[..])
-            .execute(&mut *tx)
-            .await?
-            .rows_affected(),
-        };
-        if moved != 1 {
-            return Err(StoreError::Conflict(format!(
-                "the audit chain of node {node} moved: another kagid writes under the same node name"
+        }
+        if rows.len() > MAX_APPEND {
+            return Err(StoreError::Corrupt(format!(
+                "an audit batch of {} records exceeds {MAX_APPEND}",
+                rows.len()
             )));
         }
-        for chunk in rows.chunks(INSERT_CHUNK) {
-            // `$n` placeholders written out: sqlx's QueryBuilder emits `?` under the Any driver,
-            // which PostgreSQL refuses.
-            let values: Vec<String> = (0..chunk.len())
-                .map(|i| {
-                    let n = i * 13;
-                    let marks: Vec<String> = (1..=13).map(|k| format!("${}", n + k)).collect();
-                    format!("({})", marks.join(", "))
-                })
-                .collect();
-            let sql = format!(
-                "INSERT INTO audit_records ({RECORD_COLUMNS}) VALUES {}",
-                values.join(", ")
-            );
-            let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for row in chunk {
-                let r = &row.record;
-                insert = insert
-                    .bind(r.node.clone())
-                    .bind(seq_value(r.seq))
-                    .bind(row.time_ms)
-                    .bind(row.tenant_id.clone())
-                    .bind(row.principal_id.clone())
-                    .bind(row.key_id.clone())
-                    .bind(row.operation.clone())
-                    .bind(row.outcome.clone())
-                    .bind(r.body.clone().unwrap_or_default())
-                    .bind(r.prev_hash.to_vec())
-                    .bind(r.digest.to_vec())
-                    .bind(r.hash.to_vec())
-                    .bind(r.mac.map(|m| m.to_vec()));
-            }
-            insert.execute(&mut *tx).await?;
+        debug_assert_eq!(rows[0].record.seq, expected.map_or(1, |(seq, _)| seq + 1));
+        // `$n` placeholders written out: sqlx's QueryBuilder emits `?` under the Any driver,
+        // which PostgreSQL refuses.
+        let values: Vec<String> = (0..rows.len())
+            .map(|i| {
+                let n = i * 13;
+                let marks: Vec<String> = (1..=13).map(|k| format!("${}", n + k)).collect();
+                format!("({})", marks.join(", "))
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO audit_records ({RECORD_COLUMNS}) VALUES {}",
+            values.join(", ")
+        );
+        let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for row in rows {
+            let r = &row.record;
+            insert = insert
+                .bind(r.node.clone())
+                .bind(seq_value(r.seq))
+                .bind(row.time_ms)
+                .bind(row.tenant_id.clone())
+                .bind(row.principal_id.clone())
+                .bind(row.key_id.clone())
+                .bind(row.operation.clone())
+                .bind(row.outcome.clone())
+                .bind(r.body.clone().unwrap_or_default())
+                .bind(r.prev_hash.to_vec())
+                .bind(r.digest.to_vec())
+                .bind(r.hash.to_vec())
+                .bind(r.mac.map(|m| m.to_vec()));
         }
-        tx.commit().await?;
+        insert.execute(&self.pool).await.map_err(|e| match unique_violation(e, String::new) {
+            StoreError::AlreadyExists(_) => StoreError::Conflict(format!(
+                "the audit chain of node {node} moved: another kagid writes under the same node name"
+            )),
+            other => other,
+        })?;
         Ok(())
     }
 
@@ -347,17 +334,14 @@ impl Store {
 
     /// Every node with records, and its head.
     pub async fn audit_heads(&self) -> Result<Vec<(String, u64, Hash)>, StoreError> {
-        let rows = sqlx::query("SELECT node, seq, hash FROM audit_heads ORDER BY node")
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(
+            "SELECT r.node, r.seq, r.hash FROM audit_records r \
+             WHERE r.seq = (SELECT MAX(seq) FROM audit_records m WHERE m.node = r.node) ORDER BY r.node",
+        )
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter()
-            .map(|r| {
-                Ok((
-                    r.try_get("node")?,
-                    seq_column(r, "seq")?,
-                    hash_column(r, "hash")?,
-                ))
-            })
+            .map(|r| Ok((r.try_get("node")?, seq_column(r, "seq")?, hash_column(r, "hash")?)))
             .collect()
     }
 }
