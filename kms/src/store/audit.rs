@@ -341,7 +341,13 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
-            .map(|r| Ok((r.try_get("node")?, seq_column(r, "seq")?, hash_column(r, "hash")?)))
+            .map(|r| {
+                Ok((
+                    r.try_get("node")?,
+                    seq_column(r, "seq")?,
+                    hash_column(r, "hash")?,
+                ))
+            })
             .collect()
     }
 }
