@@ -13,7 +13,7 @@ use super::Call;
 use crate::audit::checkpoint::Checkpoint;
 use crate::audit::record::{Event, Line};
 use crate::audit::verify::{Options, Report, Verifier};
-use crate::auth::policy::{Action, authorize_role};
+use crate::auth::policy::Action;
 use crate::engine::Engine;
 use crate::store::audit::AuditFilter;
 
@@ -38,18 +38,6 @@ impl AuditService {
     /// A service over `engine`.
     pub fn new(engine: Engine) -> Self {
         Self { engine }
-    }
-
-    async fn auditor<T>(
-        &self,
-        request: &Request<T>,
-        operation: &'static str,
-    ) -> Result<Call, Status> {
-        let call = Call::begin(&self.engine, request, operation).await?;
-        match authorize_role(call.principal(), Action::ReadAudit) {
-            Ok(()) => Ok(call),
-            Err(denied) => Err(call.refuse(denied.into()).await),
-        }
     }
 
     /// Checks every chain in the store.
@@ -103,7 +91,8 @@ impl audit_server::Audit for AuditService {
     type ExportStream = Chunks;
 
     async fn query(&self, request: Request<pb::QueryRequest>) -> Result<Response<Chunks>, Status> {
-        let call = self.auditor(&request, "Query").await?;
+        let call =
+            Call::begin_authorized(&self.engine, &request, "Query", Action::ReadAudit).await?;
         let req = request.into_inner();
         let resource = describe_query(&req);
         let result = async {
@@ -134,7 +123,8 @@ impl audit_server::Audit for AuditService {
         &self,
         request: Request<pb::VerifyRequest>,
     ) -> Result<Response<pb::VerifyResponse>, Status> {
-        let call = self.auditor(&request, "Verify").await?;
+        let call =
+            Call::begin_authorized(&self.engine, &request, "Verify", Action::ReadAudit).await?;
         let result = async {
             let report = self.verify_store().await?;
             let public_key = self
@@ -174,7 +164,8 @@ impl audit_server::Audit for AuditService {
         &self,
         request: Request<pb::ExportRequest>,
     ) -> Result<Response<Chunks>, Status> {
-        let call = self.auditor(&request, "Export").await?;
+        let call =
+            Call::begin_authorized(&self.engine, &request, "Export", Action::ReadAudit).await?;
         let req = request.into_inner();
         let resource = format!(
             "tenant {} from {} to {}",

@@ -12,6 +12,7 @@ use tonic::{Request, Status};
 use super::authenticate;
 use crate::audit::record::Event;
 use crate::audit::recorded_context;
+use crate::auth::policy::{Action, authorize_role};
 use crate::engine::Engine;
 use crate::keyring::KeyringError;
 use crate::model::{Key, Principal};
@@ -69,6 +70,21 @@ impl Call {
                 Ok(call)
             }
             Err(status) => Err(call.refuse(status).await),
+        }
+    }
+
+    /// [`Call::begin`], then a check that the caller's role may do `action` at all; a refusal
+    /// is recorded.
+    pub async fn begin_authorized<T>(
+        engine: &Engine,
+        request: &Request<T>,
+        operation: &'static str,
+        action: Action,
+    ) -> Result<Self, Status> {
+        let call = Self::begin(engine, request, operation).await?;
+        match authorize_role(call.principal(), action) {
+            Ok(()) => Ok(call),
+            Err(denied) => Err(call.refuse(denied.into()).await),
         }
     }
 

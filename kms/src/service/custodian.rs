@@ -10,7 +10,7 @@ use kagi_proto::v1::custodian_server;
 use tonic::{Request, Response, Status};
 
 use super::{Call, convert};
-use crate::auth::policy::{Action, authorize_role};
+use crate::auth::policy::Action;
 use crate::custody::enrol::Enrolment;
 use crate::custody::rekey::{RekeyProgress, Stage};
 use crate::custody::share_files::EncryptedShare;
@@ -30,20 +30,6 @@ impl CustodianService {
     /// A service running ceremonies with `custody` over `engine`.
     pub fn new(engine: Engine, custody: Arc<Custody>) -> Self {
         Self { engine, custody }
-    }
-
-    /// Begins a call and checks the caller's role may do `action`; a refusal is recorded.
-    async fn caller<T>(
-        &self,
-        request: &Request<T>,
-        operation: &'static str,
-        action: Action,
-    ) -> Result<Call, Status> {
-        let call = Call::begin(&self.engine, request, operation).await?;
-        match authorize_role(call.principal(), action) {
-            Ok(()) => Ok(call),
-            Err(denied) => Err(call.refuse(denied.into()).await),
-        }
     }
 }
 
@@ -77,9 +63,9 @@ impl custodian_server::Custodian for CustodianService {
         &self,
         request: Request<pb::EnrollRequest>,
     ) -> Result<Response<pb::EnrollResponse>, Status> {
-        let call = self
-            .caller(&request, "Enroll", Action::EnrollCustodian)
-            .await?;
+        let call =
+            Call::begin_authorized(&self.engine, &request, "Enroll", Action::EnrollCustodian)
+                .await?;
         let req = request.into_inner();
         let result = self
             .custody
@@ -103,9 +89,13 @@ impl custodian_server::Custodian for CustodianService {
         &self,
         request: Request<pb::ListCustodiansRequest>,
     ) -> Result<Response<pb::ListCustodiansResponse>, Status> {
-        let call = self
-            .caller(&request, "ListCustodians", Action::ListCustodians)
-            .await?;
+        let call = Call::begin_authorized(
+            &self.engine,
+            &request,
+            "ListCustodians",
+            Action::ListCustodians,
+        )
+        .await?;
         let result = self
             .custody
             .custodians()
@@ -121,7 +111,7 @@ impl custodian_server::Custodian for CustodianService {
         &self,
         request: Request<pb::InitRequest>,
     ) -> Result<Response<pb::InitResponse>, Status> {
-        let call = self.caller(&request, "Init", Action::InitRoot).await?;
+        let call = Call::begin_authorized(&self.engine, &request, "Init", Action::InitRoot).await?;
         let req = request.into_inner();
         let result = self
             .custody
@@ -145,7 +135,8 @@ impl custodian_server::Custodian for CustodianService {
         &self,
         request: Request<pb::UnsealRequest>,
     ) -> Result<Response<pb::UnsealResponse>, Status> {
-        let call = self.caller(&request, "Unseal", Action::SubmitShare).await?;
+        let call =
+            Call::begin_authorized(&self.engine, &request, "Unseal", Action::SubmitShare).await?;
         let mut req = request.into_inner();
         // The share is erased when the call ends, whatever happens.
         let share = zeroize::Zeroizing::new(std::mem::take(&mut req.share));
@@ -182,8 +173,7 @@ impl custodian_server::Custodian for CustodianService {
         &self,
         request: Request<pb::CancelUnsealRequest>,
     ) -> Result<Response<pb::CancelUnsealResponse>, Status> {
-        let call = self
-            .caller(&request, "CancelUnseal", Action::SealRoot)
+        let call = Call::begin_authorized(&self.engine, &request, "CancelUnseal", Action::SealRoot)
             .await?;
         let cancelled = self.custody.cancel_unseal().await;
         let result = Ok(pb::CancelUnsealResponse {});
@@ -199,7 +189,7 @@ impl custodian_server::Custodian for CustodianService {
         &self,
         request: Request<pb::SealRequest>,
     ) -> Result<Response<pb::SealResponse>, Status> {
-        let call = self.caller(&request, "Seal", Action::SealRoot).await?;
+        let call = Call::begin_authorized(&self.engine, &request, "Seal", Action::SealRoot).await?;
         let result = self
             .custody
             .seal()
@@ -213,9 +203,8 @@ impl custodian_server::Custodian for CustodianService {
         &self,
         request: Request<pb::StartRekeyRequest>,
     ) -> Result<Response<pb::RekeyResponse>, Status> {
-        let call = self
-            .caller(&request, "StartRekey", Action::SealRoot)
-            .await?;
+        let call =
+            Call::begin_authorized(&self.engine, &request, "StartRekey", Action::SealRoot).await?;
         let req = request.into_inner();
         let result = self
             .custody
@@ -232,9 +221,13 @@ impl custodian_server::Custodian for CustodianService {
         &self,
         request: Request<pb::SubmitRekeyShareRequest>,
     ) -> Result<Response<pb::RekeyResponse>, Status> {
-        let call = self
-            .caller(&request, "SubmitRekeyShare", Action::SubmitShare)
-            .await?;
+        let call = Call::begin_authorized(
+            &self.engine,
+            &request,
+            "SubmitRekeyShare",
+            Action::SubmitShare,
+        )
+        .await?;
         let mut req = request.into_inner();
         // The share is erased when the call ends, whatever happens.
         let share = zeroize::Zeroizing::new(std::mem::take(&mut req.share));
@@ -253,9 +246,13 @@ impl custodian_server::Custodian for CustodianService {
         &self,
         request: Request<pb::VerifyRekeyShareRequest>,
     ) -> Result<Response<pb::RekeyResponse>, Status> {
-        let call = self
-            .caller(&request, "VerifyRekeyShare", Action::SubmitShare)
-            .await?;
+        let call = Call::begin_authorized(
+            &self.engine,
+            &request,
+            "VerifyRekeyShare",
+            Action::SubmitShare,
+        )
+        .await?;
         let mut req = request.into_inner();
         // The share is erased when the call ends, whatever happens.
         let share = zeroize::Zeroizing::new(std::mem::take(&mut req.share));
@@ -274,9 +271,9 @@ impl custodian_server::Custodian for CustodianService {
         &self,
         request: Request<pb::GetRekeyRequest>,
     ) -> Result<Response<pb::RekeyResponse>, Status> {
-        let call = self
-            .caller(&request, "GetRekey", Action::ListCustodians)
-            .await?;
+        let call =
+            Call::begin_authorized(&self.engine, &request, "GetRekey", Action::ListCustodians)
+                .await?;
         let result = match self.custody.rekey().await {
             Some(progress) => Ok(rekey_to_pb(&progress)),
             None => Err(Status::not_found(
@@ -290,9 +287,8 @@ impl custodian_server::Custodian for CustodianService {
         &self,
         request: Request<pb::CancelRekeyRequest>,
     ) -> Result<Response<pb::CancelRekeyResponse>, Status> {
-        let call = self
-            .caller(&request, "CancelRekey", Action::SealRoot)
-            .await?;
+        let call =
+            Call::begin_authorized(&self.engine, &request, "CancelRekey", Action::SealRoot).await?;
         let cancelled = self.custody.cancel_rekey().await;
         let result = Ok(pb::CancelRekeyResponse {});
         let resource = if cancelled { "rekey" } else { "no rekey" };

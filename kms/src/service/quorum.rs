@@ -5,7 +5,7 @@ use kagi_proto::v1::quorum_server;
 use tonic::{Request, Response, Status};
 
 use super::Call;
-use crate::auth::policy::{Action, authorize_role};
+use crate::auth::policy::Action;
 use crate::engine::Engine;
 use crate::quorum::proposal::Operation;
 use crate::quorum::{Quorum, QuorumError};
@@ -24,19 +24,6 @@ impl QuorumService {
         Self {
             quorum: Quorum::new(engine.clone()),
             engine,
-        }
-    }
-
-    async fn caller<T>(
-        &self,
-        request: &Request<T>,
-        operation: &'static str,
-        action: Action,
-    ) -> Result<Call, Status> {
-        let call = Call::begin(&self.engine, request, operation).await?;
-        match authorize_role(call.principal(), action) {
-            Ok(()) => Ok(call),
-            Err(denied) => Err(call.refuse(denied.into()).await),
         }
     }
 
@@ -96,7 +83,8 @@ impl quorum_server::Quorum for QuorumService {
         &self,
         request: Request<pb::ProposeRequest>,
     ) -> Result<Response<pb::ProposalResponse>, Status> {
-        let call = self.caller(&request, "Propose", Action::Propose).await?;
+        let call =
+            Call::begin_authorized(&self.engine, &request, "Propose", Action::Propose).await?;
         let req = request.into_inner();
         let mut resource = String::new();
         let result = async {
@@ -118,7 +106,8 @@ impl quorum_server::Quorum for QuorumService {
         &self,
         request: Request<pb::ApproveRequest>,
     ) -> Result<Response<pb::ProposalResponse>, Status> {
-        let call = self.caller(&request, "Approve", Action::Approve).await?;
+        let call =
+            Call::begin_authorized(&self.engine, &request, "Approve", Action::Approve).await?;
         let req = request.into_inner();
         let result = self
             .quorum
@@ -150,9 +139,9 @@ impl quorum_server::Quorum for QuorumService {
         &self,
         request: Request<pb::GetProposalRequest>,
     ) -> Result<Response<pb::ProposalResponse>, Status> {
-        let call = self
-            .caller(&request, "GetProposal", Action::ReadProposals)
-            .await?;
+        let call =
+            Call::begin_authorized(&self.engine, &request, "GetProposal", Action::ReadProposals)
+                .await?;
         let id = request.into_inner().proposal_id;
         let result = self
             .quorum
@@ -171,9 +160,13 @@ impl quorum_server::Quorum for QuorumService {
         &self,
         request: Request<pb::ListProposalsRequest>,
     ) -> Result<Response<pb::ListProposalsResponse>, Status> {
-        let call = self
-            .caller(&request, "ListProposals", Action::ReadProposals)
-            .await?;
+        let call = Call::begin_authorized(
+            &self.engine,
+            &request,
+            "ListProposals",
+            Action::ReadProposals,
+        )
+        .await?;
         let pending_only = request.into_inner().pending_only;
         let result = self
             .quorum
@@ -197,9 +190,9 @@ impl quorum_server::Quorum for QuorumService {
         &self,
         request: Request<pb::CancelProposalRequest>,
     ) -> Result<Response<pb::ProposalResponse>, Status> {
-        let call = self
-            .caller(&request, "CancelProposal", Action::Propose)
-            .await?;
+        let call =
+            Call::begin_authorized(&self.engine, &request, "CancelProposal", Action::Propose)
+                .await?;
         let id = request.into_inner().proposal_id;
         let result = self
             .quorum
