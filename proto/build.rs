@@ -11,6 +11,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "kagi/v1/custodian.proto",
         "kagi/v1/audit.proto",
         "kagi/v1/quorum.proto",
+        "kagi/v1/escrow.proto",
     ];
     for file in files {
         println!("cargo:rerun-if-changed={file}");

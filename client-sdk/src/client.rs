@@ -6,6 +6,7 @@ use std::time::Duration;
 use kagi_proto::v1::audit_client::AuditClient;
 use kagi_proto::v1::crypto_client::CryptoClient;
 use kagi_proto::v1::custodian_client::CustodianClient;
+use kagi_proto::v1::escrow_client::EscrowClient;
 use kagi_proto::v1::key_management_client::KeyManagementClient;
 use kagi_proto::v1::principal_management_client::PrincipalManagementClient;
 use kagi_proto::v1::quorum_client::QuorumClient;
@@ -178,6 +179,11 @@ impl Kagi {
     /// Proposals and their approvals (dual control).
     pub fn quorum(&self) -> QuorumClient<Authed> {
         QuorumClient::with_interceptor(self.channel.clone(), self.auth.clone())
+    }
+
+    /// Escrow bundles and imports.
+    pub fn escrow(&self) -> EscrowClient<Authed> {
+        EscrowClient::with_interceptor(self.channel.clone(), self.auth.clone())
     }
 
     /// The audit trail: query, verify, export.

@@ -40,6 +40,7 @@ const MAGIC: &[u8; 4] = b"KGSH";
 const FORMAT_VERSION: u8 = 1;
 const ROOT_INFO: &[u8] = b"kagi/v1/root-key";
 const ROOT_CHECK_INFO: &[u8] = b"kagi/v1/root-check";
+const ESCROW_INFO: &[u8] = b"kagi/v1/escrow-key";
 const POINT_LEN: usize = 33;
 
 type Share = DefaultShare<IdentifierPrimeField<Scalar>, IdentifierPrimeField<Scalar>>;
@@ -117,6 +118,13 @@ impl SharedSecret {
     pub fn root_key(&self, init_id: &[u8; INIT_ID_LEN]) -> SecretKey {
         let ikm = SecretKey::from_bytes(self.scalar.to_repr().into());
         derive::expand(Some(init_id), &ikm, &[ROOT_INFO])
+    }
+
+    /// The 256-bit key that seals an escrow bundle: HKDF-SHA-256 of the scalar, salted with the
+    /// bundle id, under its own label so an escrow secret can never serve as a root key.
+    pub fn escrow_key(&self, bundle_id: &[u8; INIT_ID_LEN]) -> SecretKey {
+        let ikm = SecretKey::from_bytes(self.scalar.to_repr().into());
+        derive::expand(Some(bundle_id), &ikm, &[ESCROW_INFO])
     }
 
     /// Splits into `count` shares, any `threshold` of which recover the secret, and the
@@ -449,6 +457,19 @@ mod tests {
         assert!(secret.split(1, 3).is_err());
         assert!(secret.split(4, 3).is_err());
         assert!(secret.split(2, 255).is_ok());
+    }
+
+    #[test]
+    fn escrow_and_root_keys_differ() {
+        let secret = SharedSecret::generate().unwrap();
+        let id = [4; INIT_ID_LEN];
+        let escrow = secret.escrow_key(&id);
+        assert_ne!(escrow.expose(), secret.root_key(&id).expose());
+        assert_eq!(escrow.expose(), secret.escrow_key(&id).expose());
+        assert_ne!(
+            escrow.expose(),
+            secret.escrow_key(&[5; INIT_ID_LEN]).expose()
+        );
     }
 
     #[test]

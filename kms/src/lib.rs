@@ -19,6 +19,9 @@
 //! - [`hygiene`]: no core dumps in processes that hold keys.
 //! - [`dev`]: dev mode's local root key and admin token.
 //! - [`quorum`]: dual control: proposals approved by a quorum of custodians.
+//! - [`escrow`]: escrow bundles that carry a tenant's keys to another instance.
+//! - [`destruction`]: signed records of destroyed keys.
+//! - [`scheduler`]: each node's background jobs (carrying out due destructions).
 //! - [`model`]: tenants, keys, versions, principals.
 //! - [`clock`]: injectable time.
 
@@ -32,12 +35,15 @@ pub mod clock;
 pub mod config;
 pub mod custody;
 pub use kagi_crypto as crypto;
+pub mod destruction;
 pub mod dev;
 pub mod engine;
+pub mod escrow;
 pub mod hygiene;
 pub mod keyring;
 pub mod model;
 pub mod quorum;
+pub mod scheduler;
 pub mod server;
 pub mod service;
 pub mod store;

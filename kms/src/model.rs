@@ -261,6 +261,11 @@ text_enum!(
         Enabled => "enabled",
         /// Every crypto operation refused until enabled again.
         Disabled => "disabled",
+        /// Scheduled for destruction after a waiting period: every crypto operation refused
+        /// until the destruction is cancelled (catalogue K9, D1).
+        PendingDestruction => "pending-destruction",
+        /// Its material is destroyed; only the metadata remains, as a tombstone (catalogue D1).
+        Destroyed => "destroyed",
     }
 );
 
@@ -271,6 +276,8 @@ text_enum!(
         Active => "active",
         /// An older version: decrypt and re-encrypt only.
         Deactivated => "deactivated",
+        /// Its material is destroyed.
+        Destroyed => "destroyed",
     }
 );
 

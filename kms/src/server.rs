@@ -10,6 +10,7 @@ use std::sync::Arc;
 use kagi_proto::v1::audit_server::AuditServer;
 use kagi_proto::v1::crypto_server::CryptoServer;
 use kagi_proto::v1::custodian_server::CustodianServer;
+use kagi_proto::v1::escrow_server::EscrowServer;
 use kagi_proto::v1::key_management_server::KeyManagementServer;
 use kagi_proto::v1::principal_management_server::PrincipalManagementServer;
 use kagi_proto::v1::quorum_server::QuorumServer;
@@ -22,6 +23,7 @@ use crate::engine::Engine;
 use crate::service::audit::AuditService;
 use crate::service::crypto::CryptoService;
 use crate::service::custodian::CustodianService;
+use crate::service::escrow::EscrowService;
 use crate::service::key_management::KeyManagementService;
 use crate::service::principals::PrincipalService;
 use crate::service::quorum::QuorumService;
@@ -59,6 +61,7 @@ pub async fn serve(
         .await;
     health.set_serving::<AuditServer<AuditService>>().await;
     health.set_serving::<QuorumServer<QuorumService>>().await;
+    health.set_serving::<EscrowServer<EscrowService>>().await;
     // kagid reports NOT_SERVING while its audit trail cannot be written (calls fail closed).
     let watched = engine.clone();
     let reporter = health.clone();
@@ -92,6 +95,7 @@ pub async fn serve(
         .add_service(CryptoServer::new(CryptoService::new(engine.clone())))
         .add_service(AuditServer::new(AuditService::new(engine.clone())))
         .add_service(QuorumServer::new(QuorumService::new(engine.clone())))
+        .add_service(EscrowServer::new(EscrowService::new(engine.clone())))
         .add_service(CustodianServer::new(CustodianService::new(
             engine.clone(),
             custody,

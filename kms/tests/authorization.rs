@@ -48,6 +48,9 @@ enum Rpc {
     RotateKey,
     DisableKey,
     EnableKey,
+    CancelKeyDestruction,
+    SetRetentionHold,
+    GetDestructionRecord,
     Encrypt,
     Decrypt,
     GenerateDataKey,
@@ -77,6 +80,11 @@ enum Rpc {
     GetProposal,
     ListProposals,
     CancelProposal,
+    GetBundle,
+    GetSigner,
+    StageImport,
+    GetImport,
+    SubmitEscrowShare,
 }
 
 /// The authorization table.
@@ -100,6 +108,17 @@ fn table() -> Vec<(Rpc, Row)> {
         (RotateKey, admin_only),
         (DisableKey, admin_only),
         (EnableKey, admin_only),
+        // No destruction is scheduled: the admin passes authorization and meets the state.
+        (
+            CancelKeyDestruction,
+            [STATE, DENIED, DENIED, DENIED, UNAUTH, UNAUTH, DENIED],
+        ),
+        (SetRetentionHold, admin_only),
+        // The key is not destroyed: readers pass authorization and meet its state.
+        (
+            GetDestructionRecord,
+            [STATE, STATE, STATE, DENIED, UNAUTH, UNAUTH, DENIED],
+        ),
         (Encrypt, service_a_only),
         (Decrypt, service_a_only),
         (GenerateDataKey, service_a_only),
@@ -156,6 +175,34 @@ fn table() -> Vec<(Rpc, Row)> {
         (
             CancelProposal,
             [OK, DENIED, DENIED, DENIED, UNAUTH, UNAUTH, DENIED],
+        ),
+        // Escrow: nothing was exported or staged, so readers meet NOT_FOUND.
+        (
+            GetBundle,
+            [not_found, DENIED, DENIED, DENIED, UNAUTH, UNAUTH, not_found],
+        ),
+        (GetSigner, [OK, DENIED, DENIED, DENIED, UNAUTH, UNAUTH, OK]),
+        // The admin passes authorization and meets the validation of "{}".
+        (
+            StageImport,
+            [
+                Some(Code::InvalidArgument),
+                DENIED,
+                DENIED,
+                DENIED,
+                UNAUTH,
+                UNAUTH,
+                DENIED,
+            ],
+        ),
+        (
+            GetImport,
+            [not_found, DENIED, DENIED, DENIED, UNAUTH, UNAUTH, not_found],
+        ),
+        // Only custodians bring escrow shares (admins never hold key material, A2).
+        (
+            SubmitEscrowShare,
+            [DENIED, DENIED, DENIED, DENIED, UNAUTH, UNAUTH, not_found],
         ),
         // Last: it seals the server.
         (Seal, ceremony_leads),
@@ -227,6 +274,27 @@ impl Rpc {
             Rpc::EnableKey => keys
                 .enable_key(pb::EnableKeyRequest {
                     key: f.spare_key_a.clone(),
+                })
+                .await
+                .map(drop),
+            Rpc::CancelKeyDestruction => keys
+                .cancel_key_destruction(pb::CancelKeyDestructionRequest {
+                    key: f.spare_key_a.clone(),
+                })
+                .await
+                .map(drop),
+            Rpc::SetRetentionHold => keys
+                .set_retention_hold(pb::SetRetentionHoldRequest {
+                    key: f.spare_key_a.clone(),
+                    // Each call lengthens the hold a little (a hold never shortens).
+                    until: 2_000_000_000 + n as i64,
+                    reason: "school records law".into(),
+                })
+                .await
+                .map(drop),
+            Rpc::GetDestructionRecord => keys
+                .get_destruction_record(pb::GetDestructionRecordRequest {
+                    key: f.key_a.clone(),
                 })
                 .await
                 .map(drop),
@@ -363,6 +431,41 @@ impl Rpc {
                 .propose(pb::ProposeRequest {
                     operation: Some(lockdown_of_tenant_a()),
                     ttl_seconds: 0,
+                })
+                .await
+                .map(drop),
+            Rpc::GetBundle => client
+                .escrow()
+                .get_bundle(pb::GetBundleRequest {
+                    proposal_id: "00000000-0000-0000-0000-000000000000".into(),
+                })
+                .await
+                .map(drop),
+            Rpc::GetSigner => client
+                .escrow()
+                .get_signer(pb::GetSignerRequest {})
+                .await
+                .map(drop),
+            Rpc::StageImport => client
+                .escrow()
+                .stage_import(pb::StageImportRequest {
+                    bundle: "{}".into(),
+                    expected_signer: String::new(),
+                })
+                .await
+                .map(drop),
+            Rpc::GetImport => client
+                .escrow()
+                .get_import(pb::GetImportRequest {
+                    bundle_digest: "ab".repeat(32),
+                })
+                .await
+                .map(drop),
+            Rpc::SubmitEscrowShare => client
+                .escrow()
+                .submit_escrow_share(pb::SubmitEscrowShareRequest {
+                    bundle_digest: "ab".repeat(32),
+                    share: vec![0; 8],
                 })
                 .await
                 .map(drop),
@@ -663,6 +766,7 @@ fn the_table_covers_every_rpc_in_the_protos() {
         include_str!("../../proto/kagi/v1/custodian.proto"),
         include_str!("../../proto/kagi/v1/audit.proto"),
         include_str!("../../proto/kagi/v1/quorum.proto"),
+        include_str!("../../proto/kagi/v1/escrow.proto"),
     ];
     let declared: BTreeSet<String> = protos
         .iter()

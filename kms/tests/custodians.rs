@@ -22,6 +22,8 @@ struct Holder {
     identity: age::x25519::Identity,
     public_key: String,
     token: String,
+    /// Signs this custodian's approvals of proposals.
+    signing: ed25519_dalek::SigningKey,
 }
 
 /// A sealed server, its clock, and enrolled custodians.
@@ -49,6 +51,9 @@ impl Ceremony {
     async fn enrol(&mut self, name: &str) -> usize {
         let identity = age::x25519::Identity::generate();
         let public_key = identity.to_public().to_string();
+        let signing = ed25519_dalek::SigningKey::from_bytes(
+            &kagi_kms::crypto::random::array().expect("random"),
+        );
         let response = self
             .server
             .admin()
@@ -59,7 +64,7 @@ impl Ceremony {
                 person_name: format!("Person {name}"),
                 public_key: public_key.clone(),
                 acknowledgement_sha256: vec![7; 32],
-                signing_public_key: String::new(),
+                signing_public_key: hex::encode(signing.verifying_key().to_bytes()),
             })
             .await
             .expect("enrol")
@@ -80,6 +85,7 @@ impl Ceremony {
             identity,
             public_key,
             token: response.token,
+            signing,
         });
         self.holders.len() - 1
     }
@@ -757,6 +763,69 @@ async fn the_store_keeps_no_share_and_no_root_key() {
             Backend::Postgres => hex::encode(&config.commitments).into_bytes(),
         };
         assert!(contains(&stored, &commitments_as_stored));
+        c.server.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn once_initialised_only_share_holders_approve_proposals() {
+    async fn approve(
+        c: &Ceremony,
+        holder: usize,
+        proposal: &pb::Proposal,
+    ) -> Result<pb::Proposal, tonic::Status> {
+        use ed25519_dalek::Signer as _;
+        let digest = hex::decode(&proposal.digest).unwrap();
+        let signature = c.holders[holder].signing.sign(&digest).to_bytes().to_vec();
+        c.as_holder(holder)
+            .await
+            .quorum()
+            .approve(pb::ApproveRequest {
+                proposal_id: proposal.id.clone(),
+                signature,
+            })
+            .await
+            .map(|r| r.into_inner().proposal.unwrap())
+    }
+    for backend in backends() {
+        // Holders 0-2 get shares; holder 3 is enrolled (by one admin) but holds none.
+        let c = Ceremony::new(backend, 4).await;
+        let shares = c.init(3, 2).await;
+        c.unseal_with(&[0, 1], &shares).await;
+        let proposal = c
+            .server
+            .admin()
+            .await
+            .quorum()
+            .propose(pb::ProposeRequest {
+                operation: Some(pb::Operation {
+                    kind: Some(pb::operation::Kind::Lockdown(pb::Lockdown {
+                        tenant: String::new(),
+                        reason: "drill".into(),
+                    })),
+                }),
+                ttl_seconds: 0,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .proposal
+            .unwrap();
+        let err = approve(&c, 3, &proposal).await.unwrap_err();
+        assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
+        assert!(
+            err.message().contains("holds no share"),
+            "{}",
+            err.message()
+        );
+        assert_eq!(
+            approve(&c, 0, &proposal).await.unwrap().state,
+            pb::ProposalState::Pending as i32
+        );
+        assert_eq!(
+            approve(&c, 2, &proposal).await.unwrap().state,
+            pb::ProposalState::Executed as i32
+        );
         c.server.stop().await;
     }
 }

@@ -3,7 +3,8 @@
 //! One dev-mode kagid serves the whole walk: an operator sets up a tenant, a key and a
 //! service principal; the service encrypts and decrypts; the operator rotates and disables
 //! the key; and the failures (wrong context, wrong role, bad token) reach the operator as
-//! `kagictl: <code>: <message>` on stderr with a non-zero exit.
+//! `kagictl: <code>: <message>` on stderr with a non-zero exit; an escrow bundle is checked
+//! and staged.
 
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -203,7 +204,81 @@ fn operator_and_service_walk_through_kagictl() {
     refuse_wrong_callers(&kagid, &admin);
     refuse_bad_usage(&kagid, &admin);
     revoke_the_service(&kagid, &admin, &service);
+    stage_escrow_bundles(&kagid, &admin);
     audit_trail(&kagid, &admin);
+}
+
+/// A bundle from another instance that any 2 of 3 escrow custodians open.
+fn foreign_bundle() -> kagi_kms::escrow::bundle::Bundle {
+    use kagi_kms::escrow::bundle::{self, EscrowCustodian};
+    let custodians = ["alice", "bob", "carol"]
+        .iter()
+        .map(|name| EscrowCustodian {
+            name: (*name).into(),
+            principal_id: format!("id-{name}"),
+            public_key: age::x25519::Identity::generate().to_public().to_string(),
+        })
+        .collect();
+    bundle::seal(
+        "54874d35-2935-430a-bb25-d00ed5f2c709",
+        "school-1",
+        "kagi-elsewhere",
+        1_775_035_800,
+        vec![],
+        custodians,
+        2,
+        b"not really keys",
+        &ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]),
+    )
+    .expect("a bundle")
+}
+
+/// `kagictl escrow stage|status`: a bundle file with one byte changed, or signed by another
+/// key than the pinned one, is refused before anything is sent; an intact one stages; the
+/// status of a bundle never staged is NotFound.
+fn stage_escrow_bundles(kagid: &Kagid, admin: &str) {
+    let bundle = foreign_bundle();
+    let text = bundle.to_json();
+    let digest = hex::encode(bundle.digest());
+    let flipped = kagid.path("flipped.json");
+    fs::write(&flipped, text.replace("school-1", "school-2")).unwrap();
+    let stderr = kagid
+        .kagictl(admin, &["escrow", "stage", "--bundle", &flipped], b"")
+        .fails(1);
+    assert!(
+        stderr.starts_with(&format!("kagictl: --bundle {flipped}: "))
+            && stderr.contains("signature does not verify")
+            && stderr.trim_end().ends_with("nothing was sent"),
+        "{stderr}"
+    );
+    let good = kagid.path("good.json");
+    fs::write(&good, &text).unwrap();
+    let other = "ab".repeat(32);
+    let args = ["escrow", "stage", "--bundle", &good, "--signer", &other];
+    let stderr = kagid.kagictl(admin, &args, b"").fails(1);
+    assert!(stderr.contains("do not import it"), "{stderr}");
+
+    let unknown = "cd".repeat(32);
+    let args = ["escrow", "status", "--bundle-digest", &unknown];
+    let stderr = kagid.kagictl(admin, &args, b"").fails(1);
+    assert!(stderr.starts_with("kagictl: NotFound: "), "{stderr}");
+    assert!(stderr.contains(&unknown), "{stderr}");
+
+    let signer = bundle.signer.clone();
+    let args = ["escrow", "stage", "--bundle", &good, "--signer", &signer];
+    let stdout = kagid.kagictl(admin, &args, b"").ok();
+    assert!(stdout.contains(&digest), "{stdout}");
+    assert!(
+        stdout.contains("next: kagictl quorum propose escrow-import"),
+        "{stdout}"
+    );
+    let args = ["--json", "escrow", "status", "--bundle-digest", &digest];
+    let status = kagid.kagictl(admin, &args, b"").json();
+    assert_eq!(status["state"], "staged");
+    assert_eq!(status["tenant_name"], "school-1");
+    assert_eq!(status["threshold"], 2);
+    assert_eq!(status["custodians"][2]["name"], "carol");
+    assert_eq!(status["shares_received"], serde_json::json!([]));
 }
 
 /// An auditor queries, verifies and exports the trail the walk-through left; a tampered copy

@@ -453,3 +453,195 @@ async fn approvals_written_into_the_store_count_for_nothing() {
         s.server.stop().await;
     }
 }
+
+fn destroy_key(key: &str, waiting_days: u32) -> pb::Operation {
+    pb::Operation {
+        kind: Some(pb::operation::Kind::ScheduleKeyDestruction(
+            pb::ScheduleKeyDestruction {
+                key: key.into(),
+                waiting_days,
+            },
+        )),
+    }
+}
+
+async fn key_state(admin: &Kagi, key: &str) -> pb::KeyState {
+    let key = admin
+        .keys()
+        .get_key(pb::GetKeyRequest { key: key.into() })
+        .await
+        .unwrap()
+        .into_inner()
+        .key
+        .unwrap();
+    pb::KeyState::try_from(key.state).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_destruction_proposed_by_an_admin_waits_for_a_quorum_and_can_be_cancelled() {
+    for backend in backends() {
+        let s = setup(backend).await;
+        let [c0, c1, c2] = &s.custodians[..] else {
+            unreachable!()
+        };
+        let admin = s.server.admin().await;
+
+        // The waiting period is bounded (K9: 7 to 30 days).
+        let err = admin
+            .quorum()
+            .propose(pb::ProposeRequest {
+                operation: Some(destroy_key("board-a/records", 3)),
+                ttl_seconds: 0,
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+
+        let proposal = propose(&admin, destroy_key("board-a/records", 7), 0).await;
+        assert!(
+            proposal.description.to_lowercase().contains("destroy key"),
+            "{}",
+            proposal.description
+        );
+        // An admin never approves, and one custodian is not a quorum.
+        let err = admin
+            .quorum()
+            .approve(pb::ApproveRequest {
+                proposal_id: proposal.id.clone(),
+                signature: vec![0; 64],
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::PermissionDenied);
+        approve(c0, &proposal.id, sign(c0, &proposal))
+            .await
+            .unwrap();
+        assert_eq!(
+            key_state(&admin, "board-a/records").await,
+            pb::KeyState::Enabled
+        );
+        assert_eq!(
+            decrypt(&s.service_a, &s.ciphertext_a).await.unwrap(),
+            b"grades"
+        );
+
+        // The second custodian: the key is pending destruction and refuses every use.
+        let executed = approve(c2, &proposal.id, sign(c2, &proposal))
+            .await
+            .unwrap();
+        assert_eq!(executed.state, pb::ProposalState::Executed as i32);
+        assert_eq!(
+            key_state(&admin, "board-a/records").await,
+            pb::KeyState::PendingDestruction
+        );
+        let err = decrypt(&s.service_a, &s.ciphertext_a).await.unwrap_err();
+        assert_eq!(err.code(), Code::FailedPrecondition);
+        assert!(
+            err.message().contains("pending destruction"),
+            "{}",
+            err.message()
+        );
+        let err = s
+            .service_a
+            .crypto()
+            .encrypt(pb::EncryptRequest {
+                key_id: "board-a/records".into(),
+                plaintext: b"new".to_vec(),
+                context: ctx(&[("p", "1")]),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::FailedPrecondition);
+        // Neither enabling nor rotating takes a key out of pending destruction.
+        let err = admin
+            .keys()
+            .enable_key(pb::EnableKeyRequest {
+                key: "board-a/records".into(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+        let err = admin
+            .keys()
+            .rotate_key(pb::RotateKeyRequest {
+                key: "board-a/records".into(),
+                expected_current_version: 0,
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+        // A second schedule of the same key fails when it runs, and says why.
+        let again = propose(&admin, destroy_key("board-a/records", 7), 0).await;
+        approve(c0, &again.id, sign(c0, &again)).await.unwrap();
+        let failed = approve(c1, &again.id, sign(c1, &again)).await.unwrap();
+        assert_eq!(failed.state, pb::ProposalState::Failed as i32);
+        assert!(
+            failed.result.contains("already pending destruction"),
+            "{}",
+            failed.result
+        );
+
+        // Cancelling restores the key; the other tenant never noticed.
+        assert_eq!(
+            decrypt(&s.service_b, &s.ciphertext_b).await.unwrap(),
+            b"grades"
+        );
+        admin
+            .keys()
+            .cancel_key_destruction(pb::CancelKeyDestructionRequest {
+                key: "board-a/records".into(),
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            decrypt(&s.service_a, &s.ciphertext_a).await.unwrap(),
+            b"grades"
+        );
+        let err = admin
+            .keys()
+            .cancel_key_destruction(pb::CancelKeyDestructionRequest {
+                key: "board-a/records".into(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::FailedPrecondition);
+
+        // A whole tenant: every key of board-b.
+        let tenant = propose(
+            &c0.client,
+            pb::Operation {
+                kind: Some(pb::operation::Kind::ScheduleTenantDestruction(
+                    pb::ScheduleTenantDestruction {
+                        tenant: "board-b".into(),
+                        waiting_days: 0,
+                    },
+                )),
+            },
+            0,
+        )
+        .await;
+        approve(c1, &tenant.id, sign(c1, &tenant)).await.unwrap();
+        approve(c2, &tenant.id, sign(c2, &tenant)).await.unwrap();
+        let err = decrypt(&s.service_b, &s.ciphertext_b).await.unwrap_err();
+        assert!(err.message().contains("pending destruction"), "{err:?}");
+        let key_b = admin
+            .keys()
+            .get_key(pb::GetKeyRequest {
+                key: "board-b/records".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .key
+            .unwrap();
+        assert_eq!(key_b.state, pb::KeyState::PendingDestruction as i32);
+        let store = s.server.engine.store();
+        let destruction = store.destruction(&key_b.id).await.unwrap().unwrap();
+        // The default waiting period is 30 days.
+        assert_eq!(
+            destruction.destroy_at - destruction.scheduled_at,
+            30 * 86_400
+        );
+        s.server.stop().await;
+    }
+}

@@ -4,10 +4,12 @@
 mod common;
 
 use common::{TestDb, backends};
+use kagi_kms::audit::record::{Event, GENESIS, Hash, Record};
 use kagi_kms::model::{
     Algorithm, Domain, ImportanceClass, Key, KeyState, KeyVersion, Principal, Purpose, Role,
     Tenant, VersionState,
 };
+use kagi_kms::store::audit::{AuditRow, MAX_APPEND, PG_STATEMENT_BYTES};
 use kagi_kms::store::{Store, StoreError};
 
 fn tenant(name: &str) -> Tenant {
@@ -230,6 +232,77 @@ async fn principals_are_found_by_token_hash_and_revoked_once() {
             again.id
         );
         assert_eq!(store.list_principals().await.unwrap().len(), 2);
+        store.close().await;
+    }
+}
+
+/// `count` linked audit rows after `prev`, each with a large body (about 1 KiB), so that a
+/// full batch is far larger than one PostgreSQL statement budget.
+fn audit_rows(node: &str, mut prev: (u64, Hash), count: usize) -> Vec<AuditRow> {
+    (0..count)
+        .map(|i| {
+            let event = Event {
+                time_ms: 1_700_000_000_000 + i as i64,
+                node: node.into(),
+                operation: "Encrypt".into(),
+                outcome: "OK".into(),
+                resource: Some("r".repeat(1000)),
+                ..Event::default()
+            };
+            let record = Record::link(node, prev, &event);
+            prev = (record.seq, record.hash);
+            AuditRow::new(record, &event)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_audit_batch_is_stored_whole_or_not_at_all() {
+    for backend in backends() {
+        let db = TestDb::new(backend).await;
+        let store = Store::open(&db.url).await.unwrap();
+        let node = "node-a";
+        let first = audit_rows(node, (0, GENESIS), MAX_APPEND);
+        let size: usize = first
+            .iter()
+            .map(|r| r.record.body.as_ref().unwrap().len())
+            .sum();
+        assert!(
+            size > 10 * PG_STATEMENT_BYTES,
+            "the batch must span many statements"
+        );
+        store.append_audit(node, None, &first).await.unwrap();
+        let head = (MAX_APPEND as u64, first.last().unwrap().record.hash);
+        assert_eq!(store.audit_head(node).await.unwrap(), Some(head));
+        let stored = store.audit_range(node, 1, MAX_APPEND as u64).await.unwrap();
+        assert_eq!(
+            stored, first,
+            "{backend:?}: every row back, in order, unchanged"
+        );
+
+        // Another writer takes a sequence number in the middle of the next batch: the batch
+        // collides late (in a later statement on PostgreSQL), and none of it may remain.
+        let next = audit_rows(node, head, MAX_APPEND);
+        let intruder = &next[150];
+        let before = (intruder.record.seq - 1, next[149].record.hash);
+        store
+            .append_audit(node, Some(before), std::slice::from_ref(intruder))
+            .await
+            .unwrap();
+        let err = store
+            .append_audit(node, Some(head), &next)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Conflict(_)), "{backend:?}: {err}");
+        let all = store
+            .audit_range(node, 1, 2 * MAX_APPEND as u64)
+            .await
+            .unwrap();
+        assert_eq!(
+            all.len(),
+            MAX_APPEND + 1,
+            "{backend:?}: the failed batch left rows"
+        );
         store.close().await;
     }
 }

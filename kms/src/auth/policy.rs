@@ -63,6 +63,12 @@ pub enum Action {
     Approve,
     /// Read proposals.
     ReadProposals,
+    /// Fetch an exported escrow bundle or read an import's state.
+    ReadEscrow,
+    /// Stage an escrow bundle for import.
+    StageEscrow,
+    /// Submit one's own escrow share to an approved import.
+    SubmitEscrowShare,
 }
 
 /// A refusal, with the reason a person can act on.
@@ -79,14 +85,24 @@ pub fn authorize(
     use Action::*;
     let allowed = match principal.role {
         // Admins are audited, not auditors (catalogue A2).
-        Role::Admin => !matches!(action, UseKey | SubmitShare | ReadAudit | Approve),
+        Role::Admin => !matches!(
+            action,
+            UseKey | SubmitShare | ReadAudit | Approve | SubmitEscrowShare
+        ),
         Role::Auditor => matches!(
             action,
             ListTenants | ReadKey | ListPrincipals | ListCustodians | ReadAudit | ReadProposals
         ),
         Role::Custodian => matches!(
             action,
-            ListCustodians | SubmitShare | SealRoot | Propose | Approve | ReadProposals
+            ListCustodians
+                | SubmitShare
+                | SealRoot
+                | Propose
+                | Approve
+                | ReadProposals
+                | ReadEscrow
+                | SubmitEscrowShare
         ),
         Role::TenantService => {
             matches!(action, ReadKey | UseKey)
@@ -135,6 +151,9 @@ fn describe(action: Action) -> &'static str {
         Action::Propose => "propose sensitive operations",
         Action::Approve => "approve proposals (custodians only)",
         Action::ReadProposals => "read proposals",
+        Action::ReadEscrow => "read escrow bundles and imports",
+        Action::StageEscrow => "stage escrow bundles for import",
+        Action::SubmitEscrowShare => "submit escrow shares (custodians only)",
     }
 }
 

@@ -108,6 +108,8 @@ async fn run(config: Config) -> anyhow::Result<()> {
         }
     }
     let custody = Arc::new(Custody::new(engine.clone(), config.dev));
+    // Due destructions, and dropping keys other nodes destroyed (kagi_kms::scheduler).
+    tokio::spawn(kagi_kms::scheduler::run(engine.clone()));
     tracing::info!(endpoint = %format!("{scheme}://{local}"), database = backend_name(&engine), "kagid listening");
 
     let shutdown = async {

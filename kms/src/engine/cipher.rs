@@ -4,6 +4,7 @@ use zeroize::Zeroizing;
 
 use super::keys::owner;
 use super::{Engine, EngineError};
+use crate::clock::rfc3339;
 use crate::crypto::ciphertext::Header;
 use crate::crypto::context::EncryptionContext;
 use crate::crypto::{CryptoError, SecretKey};
@@ -89,7 +90,7 @@ impl Engine {
         context: &EncryptionContext,
     ) -> Result<Zeroizing<Vec<u8>>, EngineError> {
         debug_assert_eq!(key.id, parsed.key_id);
-        check_usable(key)?;
+        self.check_usable(key).await?;
         let keyring = self.keyring.unsealed()?;
         let version = self.version(key, parsed.header.key_version).await?;
         Ok(keyring.decrypt(owner(key), &version, &parsed.header, parsed.body, context)?)
@@ -135,7 +136,7 @@ impl Engine {
         context: &EncryptionContext,
         plaintext: &[u8],
     ) -> Result<(Vec<u8>, u32), EngineError> {
-        check_usable(key)?;
+        self.check_usable(key).await?;
         let keyring = self.keyring.unsealed()?;
         let version = self.version(key, key.primary_version).await?;
         let uuid = uuid::Uuid::parse_str(&key.id).map_err(|_| {
@@ -163,12 +164,40 @@ pub fn context_from(
     EncryptionContext::new(pairs).map_err(|e: CryptoError| e.into())
 }
 
-fn check_usable(key: &Key) -> Result<(), EngineError> {
-    match key.state {
-        KeyState::Enabled => Ok(()),
-        KeyState::Disabled => Err(EngineError::FailedPrecondition(format!(
-            "key {} ({}) is disabled; an admin can enable it with EnableKey",
-            key.id, key.name
-        ))),
+impl Engine {
+    /// Refuses crypto with a key that is not enabled, saying what to do about it.
+    async fn check_usable(&self, key: &Key) -> Result<(), EngineError> {
+        match key.state {
+            KeyState::Enabled => Ok(()),
+            KeyState::Disabled => Err(EngineError::FailedPrecondition(format!(
+                "key {} ({}) is disabled; an admin can enable it with EnableKey",
+                key.id, key.name
+            ))),
+            KeyState::PendingDestruction => {
+                let when = self.store.destruction(&key.id).await?.map_or_else(
+                    || "soon".to_owned(),
+                    |d| format!("on {}", rfc3339(d.destroy_at)),
+                );
+                Err(EngineError::FailedPrecondition(format!(
+                    "key {} ({}) is pending destruction and refuses every use: it will be \
+                     destroyed {when}; an admin can cancel with CancelKeyDestruction \
+                     (kagictl key cancel-destruction) before then",
+                    key.id, key.name
+                )))
+            }
+            KeyState::Destroyed => {
+                let when = self
+                    .store
+                    .destruction(&key.id)
+                    .await?
+                    .and_then(|d| d.destroyed_at)
+                    .map_or_else(String::new, |at| format!(" on {}", rfc3339(at)));
+                Err(EngineError::FailedPrecondition(format!(
+                    "key {} ({}) was destroyed{when}: data encrypted under it can no longer be \
+                     decrypted; its destruction record: kagictl destruction-record show {}",
+                    key.id, key.name, key.id
+                )))
+            }
+        }
     }
 }

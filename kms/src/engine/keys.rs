@@ -144,6 +144,16 @@ impl Engine {
             .await?
             .ok_or_else(|| EngineError::NotFound(format!("key {} not found", key.id)))
     }
+
+    /// Cancels a key's scheduled destruction, giving it back the state it had before.
+    pub async fn cancel_destruction(&self, key: &Key) -> Result<Key, EngineError> {
+        self.keyring.unsealed()?;
+        self.store.cancel_destruction(&key.id, self.now()).await?;
+        self.store
+            .get_key(&key.id)
+            .await?
+            .ok_or_else(|| EngineError::NotFound(format!("key {} not found", key.id)))
+    }
 }
 
 /// The owner of a key's versions, for wrapping and cache binding.

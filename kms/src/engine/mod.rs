@@ -5,10 +5,14 @@
 //! - [`keys`]: create, resolve, list, rotate, enable and disable keys.
 //! - [`cipher`]: encrypt, decrypt, data keys and re-encrypt under tenant keys.
 //! - [`principals`]: principals and their tokens.
+//! - [`destruction`]: carrying out scheduled destructions, retention holds, records.
+//! - [`escrow`]: escrow export and import.
 //! - [`lockdown`]: tenants whose decrypts a quorum has stopped.
 //! - [`usage`]: call counts per operation.
 
 pub mod cipher;
+pub mod destruction;
+pub mod escrow;
 pub mod keys;
 pub mod lockdown;
 pub mod principals;
@@ -39,6 +43,9 @@ pub enum EngineError {
     /// The resource is in a state that refuses the operation (e.g. a disabled key).
     #[error("{0}")]
     FailedPrecondition(String),
+    /// The caller may not do this to this resource (say, submit another custodian's share).
+    #[error("{0}")]
+    PermissionDenied(String),
     /// A compare-and-set lost to a concurrent change; read again and retry.
     #[error("{0}")]
     Aborted(String),
@@ -115,6 +122,8 @@ pub struct Engine {
     calls: Arc<usage::CallCounts>,
     audit: Audit,
     lockdowns: Arc<lockdown::LockdownCache>,
+    /// How many destroyed keys this node has seen; a change drops its cached keys.
+    destroyed_seen: Arc<std::sync::atomic::AtomicI64>,
 }
 
 impl Engine {
@@ -140,6 +149,7 @@ impl Engine {
             calls: Arc::default(),
             audit,
             lockdowns: Arc::default(),
+            destroyed_seen: Arc::default(),
         })
     }
 
@@ -151,6 +161,18 @@ impl Engine {
     /// Records something kagid did on its own (a lockout, pruning, shutdown). A failure is
     /// logged: there is no caller to refuse.
     pub async fn audit_internal(&self, operation: &str, resource: String) {
+        self.audit_internal_event(operation, resource, Default::default())
+            .await;
+    }
+
+    /// [`Engine::audit_internal`] with the tenant and key columns of `event` filled in, so
+    /// that queries by tenant or key find the record.
+    pub async fn audit_internal_event(
+        &self,
+        operation: &str,
+        resource: String,
+        event: crate::audit::record::Event,
+    ) {
         let event = crate::audit::record::Event {
             time_ms: self.now_ms(),
             node: self.audit.node().to_owned(),
@@ -159,7 +181,7 @@ impl Engine {
             outcome: "OK".into(),
             protocol: "internal".into(),
             request_id: String::new(),
-            ..Default::default()
+            ..event
         };
         if let Err(err) = self.audit.append(event).await {
             tracing::error!(event = "audit_internal_failed", operation, error = %err);

@@ -50,12 +50,19 @@ struct RootKeys {
     audit_context: SecretKey,
     /// Signs audit checkpoints (zeroized on drop by ed25519-dalek).
     audit_signing: ed25519_dalek::SigningKey,
+    /// Signs escrow bundles made by this instance.
+    escrow_signing: ed25519_dalek::SigningKey,
+    /// Seals escrow shares while an import collects them in the store.
+    escrow_staging: SecretKey,
 }
 
 impl RootKeys {
     fn derive(root: &SecretKey) -> Self {
         let seed = derive::expand(None, root, &[AUDIT_SIGNING_INFO]);
+        let escrow_seed = derive::expand(None, root, &[ESCROW_SIGNING_INFO]);
         Self {
+            escrow_signing: ed25519_dalek::SigningKey::from_bytes(escrow_seed.expose()),
+            escrow_staging: derive::expand(None, root, &[ESCROW_STAGING_INFO]),
             wrapping: derive::wrapping_key(root),
             audit_mac: derive::expand(None, root, &[AUDIT_MAC_INFO]),
             audit_context: derive::expand(None, root, &[AUDIT_CONTEXT_INFO]),
@@ -70,6 +77,12 @@ const AUDIT_MAC_INFO: &[u8] = b"kagi/v1/audit-mac";
 const AUDIT_CONTEXT_INFO: &[u8] = b"kagi/v1/audit-context-hmac";
 /// HKDF label of the Ed25519 seed of the audit signing key.
 const AUDIT_SIGNING_INFO: &[u8] = b"kagi/v1/audit-signing-key";
+/// HKDF label of the Ed25519 seed of the escrow signing key.
+const ESCROW_SIGNING_INFO: &[u8] = b"kagi/v1/escrow-signing-key";
+/// HKDF label of the key that seals escrow shares held during an import.
+const ESCROW_STAGING_INFO: &[u8] = b"kagi/v1/escrow-staging";
+/// AAD label of a staged escrow share.
+const STAGED_SHARE_LABEL: &[u8] = b"kagi/v1/staged-escrow-share\0";
 
 /// The root of trust and the cache of unwrapped tenant key versions.
 pub struct Keyring {
@@ -107,6 +120,12 @@ impl Keyring {
     /// Requests already holding an [`UnsealedKeyring`] finish with the keys they hold.
     pub fn seal(&self) {
         *self.root.write().unwrap_or_else(|p| p.into_inner()) = None;
+        self.cache.clear();
+    }
+
+    /// Drops (zeroizes) every cached version key, for example after a key was destroyed:
+    /// the next use unwraps from the store, where a destroyed key has no material.
+    pub fn forget_cached(&self) {
         self.cache.clear();
     }
 
@@ -180,6 +199,77 @@ impl UnsealedKeyring<'_> {
     /// The audit signing key's public half.
     pub fn audit_public_key(&self) -> ed25519_dalek::VerifyingKey {
         self.keys.audit_signing.verifying_key()
+    }
+
+    /// Signs a destruction record with the instance's audit signing key (the key that signs
+    /// checkpoints, so one trusted key verifies both).
+    pub fn sign_destruction_record(
+        &self,
+        record: crate::destruction::record::Record,
+    ) -> crate::destruction::record::Record {
+        record.sign(&self.keys.audit_signing)
+    }
+
+    /// The key that signs this instance's escrow bundles. It is derived from the root, so
+    /// every node of an instance signs with the same key, and it changes when the root does.
+    pub fn escrow_signer(&self) -> &ed25519_dalek::SigningKey {
+        &self.keys.escrow_signing
+    }
+
+    /// The unwrapped key of a stored version, for an escrow export only.
+    pub fn export_version(
+        &self,
+        owner: VersionOwner<'_>,
+        version: &KeyVersion,
+    ) -> Result<Arc<SecretKey>, KeyringError> {
+        self.version_key(owner, version)
+    }
+
+    /// Wraps a recovered version key for storage under this instance's root.
+    pub fn import_version(
+        &self,
+        owner: VersionOwner<'_>,
+        version: u32,
+        key: &SecretKey,
+    ) -> Result<Vec<u8>, CryptoError> {
+        wrap::wrap(&self.keys.wrapping, identity(owner, version), key)
+    }
+
+    /// Whether a stored version holds exactly `key` (compared in constant time).
+    pub fn holds(
+        &self,
+        owner: VersionOwner<'_>,
+        version: &KeyVersion,
+        key: &SecretKey,
+    ) -> Result<bool, KeyringError> {
+        use subtle::ConstantTimeEq;
+        let stored = self.version_key(owner, version)?;
+        Ok(stored.expose().ct_eq(key.expose()).into())
+    }
+
+    /// Seals an escrow share for the store while an import collects shares; `import` (the
+    /// bundle digest) is bound as AAD so a sealed share cannot be moved to another import.
+    pub fn seal_staged_share(&self, import: &[u8], share: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        let nonce: [u8; crate::crypto::aead::NONCE_LEN] = crate::crypto::random::array()?;
+        let aad = [STAGED_SHARE_LABEL, import].concat();
+        let sealed = crate::crypto::aead::seal(&self.keys.escrow_staging, &nonce, &aad, share);
+        Ok([&nonce[..], &sealed].concat())
+    }
+
+    /// Opens a share sealed by [`UnsealedKeyring::seal_staged_share`].
+    pub fn open_staged_share(
+        &self,
+        import: &[u8],
+        sealed: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+        use crate::crypto::aead::NONCE_LEN;
+        if sealed.len() < NONCE_LEN {
+            return Err(CryptoError::Malformed("a staged share is too short"));
+        }
+        let (nonce, body) = sealed.split_at(NONCE_LEN);
+        let nonce: [u8; NONCE_LEN] = nonce.try_into().expect("12 bytes");
+        let aad = [STAGED_SHARE_LABEL, import].concat();
+        crate::crypto::aead::open(&self.keys.escrow_staging, &nonce, &aad, body).map(Zeroizing::new)
     }
 
     /// Encrypts `plaintext` under a stored version.

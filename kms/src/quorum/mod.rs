@@ -121,11 +121,13 @@ impl Quorum {
             ));
         }
         let keys = self.signing_keys().await?;
-        let key = keys
+        let Some(key) = keys
             .iter()
             .find(|(id, _)| *id == approver.id)
             .map(|(_, key)| *key)
-            .ok_or_else(|| self.no_signing_key(approver))?;
+        else {
+            return Err(self.no_signing_key(approver).await);
+        };
         let signature: [u8; 64] = signature.try_into().map_err(|_| {
             QuorumError::InvalidArgument("signature must be a 64-byte Ed25519 signature".into())
         })?;
@@ -172,38 +174,64 @@ impl Quorum {
         now: UnixSeconds,
     ) -> Result<(), QuorumError> {
         let id = &proposal.signed.id;
+        let operation = &proposal.signed.operation;
+        // An export's bundle is made before the transaction: it needs the keyring.
+        let bundle = match operation {
+            Operation::EscrowExport {
+                tenant_id,
+                custodians,
+                threshold,
+            } => match self
+                .engine
+                .export_bundle(id, tenant_id, custodians, *threshold)
+                .await
+            {
+                Ok(bundle) => Some(bundle),
+                Err(
+                    err @ (EngineError::NotFound(_)
+                    | EngineError::InvalidArgument(_)
+                    | EngineError::FailedPrecondition(_)),
+                ) => return self.fail(id, &err.to_string(), now).await,
+                Err(err) => return Err(err.into()),
+            },
+            _ => None,
+        };
         match self
             .engine
             .store()
-            .execute_proposal(id, &proposal.signed.operation, now)
+            .execute_proposal(id, operation, bundle.as_ref(), now)
             .await
         {
             Ok(ran) => {
                 self.engine.forget_lockdowns();
                 if ran {
-                    tracing::info!(event = "proposal_executed", proposal = %id, kind = proposal.signed.operation.kind());
+                    tracing::info!(event = "proposal_executed", proposal = %id, kind = operation.kind());
                     self.engine
                         .audit_internal(
                             "ProposalExecuted",
-                            format!("{id}: {}", proposal.signed.operation.describe()),
+                            format!("{id}: {}", operation.describe()),
                         )
                         .await;
                 }
                 Ok(())
             }
             Err(err @ (StoreError::Conflict(_) | StoreError::NotFound(_))) => {
-                let why = err.to_string();
-                self.engine
-                    .store()
-                    .finish_proposal(id, ProposalState::Failed, Some(&why), now)
-                    .await?;
-                self.engine
-                    .audit_internal("ProposalFailed", format!("{id}: {why}"))
-                    .await;
-                Ok(())
+                self.fail(id, &err.to_string(), now).await
             }
             Err(err) => Err(err.into()),
         }
+    }
+
+    /// Marks an approved proposal failed: its operation could not run.
+    async fn fail(&self, id: &str, why: &str, now: UnixSeconds) -> Result<(), QuorumError> {
+        self.engine
+            .store()
+            .finish_proposal(id, ProposalState::Failed, Some(why), now)
+            .await?;
+        self.engine
+            .audit_internal("ProposalFailed", format!("{id}: {why}"))
+            .await;
+        Ok(())
     }
 
     /// Withdraws a pending proposal; only its proposer may.
@@ -277,11 +305,18 @@ impl Quorum {
         }
     }
 
-    /// Every active custodian's enrolled signing key, by principal id.
+    /// The enrolled signing key of every custodian who may approve, by principal id: active,
+    /// and, once the root key is split (Init has run), holding a share of its current
+    /// generation. An admin can enrol custodians alone, but only Init and a rekey (which needs
+    /// M share holders) hand out shares, so one admin cannot make approvers. Before Init (dev
+    /// mode: the root is not split) every active custodian with a signing key approves.
     async fn signing_keys(&self) -> Result<Vec<(String, VerifyingKey)>, QuorumError> {
+        let split = self.engine.store().seal_config().await?.is_some();
         let mut keys = Vec::new();
         for c in self.engine.store().list_custodians().await? {
-            let Some(hex_key) = c.signing_key.filter(|_| c.principal.revoked_at.is_none()) else {
+            let may_approve =
+                c.principal.revoked_at.is_none() && (!split || c.share_index.is_some());
+            let Some(hex_key) = c.signing_key.filter(|_| may_approve) else {
                 continue;
             };
             let bytes: [u8; 32] = hex::decode(&hex_key)
@@ -295,9 +330,22 @@ impl Quorum {
         Ok(keys)
     }
 
-    fn no_signing_key(&self, who: &Principal) -> QuorumError {
+    async fn no_signing_key(&self, who: &Principal) -> QuorumError {
         if who.role != Role::Custodian {
             return QuorumError::PermissionDenied("only custodians approve proposals".into());
+        }
+        let custodians = match self.engine.store().list_custodians().await {
+            Ok(list) => list,
+            Err(err) => return err.into(),
+        };
+        let enrolled = custodians.iter().find(|c| c.principal.id == who.id);
+        if enrolled.is_some_and(|c| c.signing_key.is_some()) {
+            return QuorumError::PermissionDenied(format!(
+                "custodian {:?} holds no share of the current root key: once kagid is \
+                 initialised only the root's share holders approve; a rekey ceremony (run by \
+                 M share holders) makes a custodian a share holder",
+                who.name
+            ));
         }
         QuorumError::PermissionDenied(format!(
             "custodian {:?} has no enrolled signing key: make a new key pair with kagictl \

@@ -9,6 +9,7 @@
 //! kagictl recomputes the digest from the proposal's fields before it signs, so a server cannot
 //! get a signature over something other than what the approver was shown.
 
+use kagi_proto::v1 as pb;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -37,6 +38,38 @@ pub enum Operation {
         /// New period in days.
         days: u32,
     },
+    /// Schedule a key's destruction after a waiting period.
+    ScheduleKeyDestruction {
+        /// Key id.
+        key_id: String,
+        /// Days from execution to destruction (7 to 30).
+        waiting_days: u32,
+    },
+    /// Schedule the destruction of every key of a tenant after a waiting period.
+    ScheduleTenantDestruction {
+        /// Tenant id.
+        tenant_id: String,
+        /// Days from execution to destruction (7 to 30).
+        waiting_days: u32,
+    },
+    /// Export a tenant's key material into an escrow bundle split among escrow custodians.
+    EscrowExport {
+        /// Tenant id.
+        tenant_id: String,
+        /// Names of the enrolled custodians who each receive one share.
+        custodians: Vec<String>,
+        /// Shares needed to open the bundle.
+        threshold: u8,
+    },
+    /// Let a staged escrow bundle be imported once its escrow custodians bring their shares.
+    EscrowImport {
+        /// The bundle's digest (hex).
+        bundle_digest: String,
+        /// The tenant it carries (id).
+        tenant_id: String,
+        /// The tenant's name in the bundle.
+        tenant_name: String,
+    },
 }
 
 impl Operation {
@@ -46,6 +79,10 @@ impl Operation {
             Operation::Lockdown { .. } => "lockdown",
             Operation::LiftLockdown { .. } => "lift-lockdown",
             Operation::SetRotationPeriod { .. } => "set-rotation-period",
+            Operation::ScheduleKeyDestruction { .. } => "schedule-key-destruction",
+            Operation::ScheduleTenantDestruction { .. } => "schedule-tenant-destruction",
+            Operation::EscrowExport { .. } => "escrow-export",
+            Operation::EscrowImport { .. } => "escrow-import",
         }
     }
 
@@ -71,7 +108,135 @@ impl Operation {
             Operation::SetRotationPeriod { key_id, days } => {
                 format!("set the rotation period of key {key_id} to {days} days")
             }
+            Operation::ScheduleKeyDestruction {
+                key_id,
+                waiting_days,
+            } => format!(
+                "DESTROY KEY {key_id}: refuse every use now, and destroy its material for good \
+                 {waiting_days} days after approval (data under it becomes unreadable)"
+            ),
+            Operation::ScheduleTenantDestruction {
+                tenant_id,
+                waiting_days,
+            } => format!(
+                "DESTROY EVERY KEY OF TENANT {tenant_id}: refuse every use now, and destroy the \
+                 material for good {waiting_days} days after approval (all its data becomes \
+                 unreadable)"
+            ),
+            Operation::EscrowExport {
+                tenant_id,
+                custodians,
+                threshold,
+            } => format!(
+                "EXPORT every key of tenant {tenant_id} into an escrow bundle that any {threshold} \
+                 of {} can open: {}",
+                custodians.len(),
+                custodians.join(", ")
+            ),
+            Operation::EscrowImport {
+                bundle_digest,
+                tenant_id,
+                tenant_name,
+            } => format!(
+                "IMPORT the keys of tenant {tenant_name} ({tenant_id}) from escrow bundle \
+                 {bundle_digest} into this instance, once its escrow custodians bring their shares"
+            ),
         }
+    }
+}
+
+impl Operation {
+    /// The protobuf form. Tenants and keys appear as stored (by id); a request may name them
+    /// instead, and kagid resolves names to ids before it records a proposal.
+    pub fn to_pb(&self) -> pb::Operation {
+        use pb::operation::Kind;
+        let kind = match self {
+            Operation::Lockdown { tenant, reason } => Kind::Lockdown(pb::Lockdown {
+                tenant: tenant.clone().unwrap_or_default(),
+                reason: reason.clone(),
+            }),
+            Operation::LiftLockdown { tenant } => Kind::LiftLockdown(pb::LiftLockdown {
+                tenant: tenant.clone().unwrap_or_default(),
+            }),
+            Operation::SetRotationPeriod { key_id, days } => {
+                Kind::SetRotationPeriod(pb::SetRotationPeriod {
+                    key: key_id.clone(),
+                    rotation_period_days: *days,
+                })
+            }
+            Operation::ScheduleKeyDestruction {
+                key_id,
+                waiting_days,
+            } => Kind::ScheduleKeyDestruction(pb::ScheduleKeyDestruction {
+                key: key_id.clone(),
+                waiting_days: *waiting_days,
+            }),
+            Operation::ScheduleTenantDestruction {
+                tenant_id,
+                waiting_days,
+            } => Kind::ScheduleTenantDestruction(pb::ScheduleTenantDestruction {
+                tenant: tenant_id.clone(),
+                waiting_days: *waiting_days,
+            }),
+            Operation::EscrowExport {
+                tenant_id,
+                custodians,
+                threshold,
+            } => Kind::EscrowExport(pb::EscrowExport {
+                tenant: tenant_id.clone(),
+                custodians: custodians.clone(),
+                threshold: u32::from(*threshold),
+            }),
+            Operation::EscrowImport {
+                bundle_digest,
+                tenant_id,
+                tenant_name,
+            } => Kind::EscrowImport(pb::EscrowImport {
+                bundle_digest: bundle_digest.clone(),
+                tenant_id: tenant_id.clone(),
+                tenant_name: tenant_name.clone(),
+            }),
+        };
+        pb::Operation { kind: Some(kind) }
+    }
+
+    /// The operation as kagid stored it, from the protobuf form of a proposal; `None` when no
+    /// kind is set or this build does not know it (a newer kagid).
+    pub fn from_pb(operation: Option<&pb::Operation>) -> Option<Self> {
+        use pb::operation::Kind;
+        // An empty tenant means every tenant (or the global lockdown).
+        let tenant = |id: &str| (!id.is_empty()).then(|| id.to_owned());
+        Some(match operation?.kind.as_ref()? {
+            Kind::Lockdown(l) => Operation::Lockdown {
+                tenant: tenant(&l.tenant),
+                reason: l.reason.clone(),
+            },
+            Kind::LiftLockdown(l) => Operation::LiftLockdown {
+                tenant: tenant(&l.tenant),
+            },
+            Kind::SetRotationPeriod(s) => Operation::SetRotationPeriod {
+                key_id: s.key.clone(),
+                days: s.rotation_period_days,
+            },
+            Kind::ScheduleKeyDestruction(d) => Operation::ScheduleKeyDestruction {
+                key_id: d.key.clone(),
+                waiting_days: d.waiting_days,
+            },
+            Kind::ScheduleTenantDestruction(d) => Operation::ScheduleTenantDestruction {
+                tenant_id: d.tenant.clone(),
+                waiting_days: d.waiting_days,
+            },
+            Kind::EscrowExport(e) => Operation::EscrowExport {
+                tenant_id: e.tenant.clone(),
+                custodians: e.custodians.clone(),
+                threshold: u8::try_from(e.threshold).ok()?,
+            },
+            Kind::EscrowImport(e) => Operation::EscrowImport {
+                bundle_digest: e.bundle_digest.clone(),
+                tenant_id: e.tenant_id.clone(),
+                tenant_name: e.tenant_name.clone(),
+            },
+        })
     }
 }
 
@@ -141,5 +306,60 @@ mod tests {
         other.expires_at = 3;
         assert_ne!(other.digest(), base);
         assert_eq!(signed().digest(), base);
+    }
+
+    #[test]
+    fn every_operation_survives_its_protobuf_form() {
+        let all = [
+            Operation::Lockdown {
+                tenant: Some("t".into()),
+                reason: "r".into(),
+            },
+            Operation::Lockdown {
+                tenant: None,
+                reason: "r".into(),
+            },
+            Operation::LiftLockdown { tenant: None },
+            Operation::SetRotationPeriod {
+                key_id: "k".into(),
+                days: 90,
+            },
+            Operation::ScheduleKeyDestruction {
+                key_id: "k".into(),
+                waiting_days: 7,
+            },
+            Operation::EscrowExport {
+                tenant_id: "t".into(),
+                custodians: vec!["a".into(), "b".into()],
+                threshold: 2,
+            },
+            Operation::EscrowImport {
+                bundle_digest: "ab".into(),
+                tenant_id: "t".into(),
+                tenant_name: "n".into(),
+            },
+            Operation::ScheduleTenantDestruction {
+                tenant_id: "t".into(),
+                waiting_days: 30,
+            },
+        ];
+        for op in all {
+            assert_eq!(Operation::from_pb(Some(&op.to_pb())), Some(op.clone()));
+        }
+        // An empty tenant is every tenant (or the global lockdown).
+        let global = pb::Operation {
+            kind: Some(pb::operation::Kind::LiftLockdown(pb::LiftLockdown {
+                tenant: String::new(),
+            })),
+        };
+        assert_eq!(
+            Operation::from_pb(Some(&global)),
+            Some(Operation::LiftLockdown { tenant: None })
+        );
+        assert_eq!(Operation::from_pb(None), None);
+        assert_eq!(
+            Operation::from_pb(Some(&pb::Operation { kind: None })),
+            None
+        );
     }
 }

@@ -33,6 +33,8 @@ pub fn key(k: &Key, versions: &[KeyVersion]) -> pb::Key {
         state: match k.state {
             KeyState::Enabled => pb::KeyState::Enabled,
             KeyState::Disabled => pb::KeyState::Disabled,
+            KeyState::PendingDestruction => pb::KeyState::PendingDestruction,
+            KeyState::Destroyed => pb::KeyState::Destroyed,
         } as i32,
         primary_version: k.primary_version,
         created_at: k.created_at,
@@ -45,6 +47,7 @@ pub fn key(k: &Key, versions: &[KeyVersion]) -> pb::Key {
                 state: match v.state {
                     VersionState::Active => pb::VersionState::Active,
                     VersionState::Deactivated => pb::VersionState::Deactivated,
+                    VersionState::Destroyed => pb::VersionState::VersionDestroyed,
                 } as i32,
                 created_at: v.created_at,
             })

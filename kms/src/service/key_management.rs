@@ -203,4 +203,68 @@ impl KeyManagement for KeyManagementService {
             .await?;
         Ok(Response::new(pb::DisableKeyResponse { key: Some(key) }))
     }
+
+    async fn cancel_key_destruction(
+        &self,
+        request: Request<pb::CancelKeyDestructionRequest>,
+    ) -> Result<Response<pb::CancelKeyDestructionResponse>, Status> {
+        let call = Call::begin_unsealed(&self.engine, &request, "CancelKeyDestruction").await?;
+        let reference = request.into_inner().key;
+        let result = async {
+            let key = authorized_key(&self.engine, &call, Action::ManageKey, &reference).await?;
+            let key = self.engine.cancel_destruction(&key).await?;
+            Ok(pb::CancelKeyDestructionResponse {
+                key: Some(convert::key(&key, &[])),
+            })
+        }
+        .await;
+        call.finish(&reference, result).await.map(Response::new)
+    }
+
+    async fn set_retention_hold(
+        &self,
+        request: Request<pb::SetRetentionHoldRequest>,
+    ) -> Result<Response<pb::SetRetentionHoldResponse>, Status> {
+        let call = Call::begin_unsealed(&self.engine, &request, "SetRetentionHold").await?;
+        let req = request.into_inner();
+        let result = async {
+            let key = authorized_key(&self.engine, &call, Action::ManageKey, &req.key).await?;
+            let hold = self
+                .engine
+                .set_retention_hold(&key, req.until, &req.reason, call.principal())
+                .await?;
+            Ok(pb::SetRetentionHoldResponse {
+                key_id: hold.key_id,
+                until: hold.until,
+                reason: hold.reason,
+            })
+        }
+        .await;
+        // The record names the date and the reason, not only the key.
+        let resource = format!(
+            "{}: until {} ({})",
+            req.key,
+            crate::clock::rfc3339(req.until),
+            req.reason.trim()
+        );
+        call.finish(&resource, result).await.map(Response::new)
+    }
+
+    async fn get_destruction_record(
+        &self,
+        request: Request<pb::GetDestructionRecordRequest>,
+    ) -> Result<Response<pb::GetDestructionRecordResponse>, Status> {
+        let call = Call::begin_unsealed(&self.engine, &request, "GetDestructionRecord").await?;
+        let reference = request.into_inner().key;
+        let result = async {
+            let key = authorized_key(&self.engine, &call, Action::ReadKey, &reference).await?;
+            let record = self.engine.destruction_record(&key).await?;
+            let text = crate::destruction::record::Record::from_json(&record)
+                .map_err(|e| Status::internal(format!("a stored destruction record: {e}")))?
+                .render();
+            Ok(pb::GetDestructionRecordResponse { record, text })
+        }
+        .await;
+        call.finish(&reference, result).await.map(Response::new)
+    }
 }

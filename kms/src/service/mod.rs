@@ -6,6 +6,7 @@
 //! - [`crypto`] — `kagi.v1.Crypto`.
 //! - [`principals`] — `kagi.v1.PrincipalManagement`.
 //! - [`quorum`] — `kagi.v1.Quorum`: proposals and approvals.
+//! - [`escrow`] — `kagi.v1.Escrow`: escrow bundles and imports.
 //! - [`custodian`] — `kagi.v1.Custodian`: seal status and root key ceremonies.
 //! - [`audit`] — `kagi.v1.Audit`: query, verify, export.
 //! - [`call`] — one RPC from authentication to its durable audit record.
@@ -17,6 +18,7 @@ pub mod call;
 pub mod convert;
 pub mod crypto;
 pub mod custodian;
+pub mod escrow;
 pub mod key_management;
 pub mod principals;
 pub mod quorum;

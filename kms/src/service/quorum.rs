@@ -9,6 +9,7 @@ use crate::auth::policy::Action;
 use crate::engine::Engine;
 use crate::quorum::proposal::Operation;
 use crate::quorum::{Quorum, QuorumError};
+use crate::store::escrow::ImportState;
 use crate::store::quorum::{ProposalState, StoredProposal};
 
 /// The `Quorum` service.
@@ -25,6 +26,22 @@ impl QuorumService {
             quorum: Quorum::new(engine.clone()),
             engine,
         }
+    }
+
+    /// FAILED_PRECONDITION if a retention hold keeps `key_id` from destruction now: refused
+    /// when proposed, not only when it would run, so custodians never approve in vain.
+    async fn refuse_held(&self, key_id: &str) -> Result<(), Status> {
+        if let Some(hold) = self.engine.store().retention_hold(key_id).await?
+            && hold.until > self.engine.now()
+        {
+            return Err(Status::failed_precondition(format!(
+                "key {key_id} is under a retention hold until {} ({}): it cannot be scheduled \
+                 for destruction before then",
+                crate::clock::rfc3339(hold.until),
+                hold.reason
+            )));
+        }
+        Ok(())
     }
 
     /// The operation a request names, with tenants and keys resolved to their ids.
@@ -70,8 +87,59 @@ impl QuorumService {
                     days: r.rotation_period_days,
                 })
             }
+            Some(Kind::ScheduleKeyDestruction(d)) => {
+                let key = self.engine.resolve_key(&d.key).await?;
+                self.refuse_held(&key.id).await?;
+                Ok(Operation::ScheduleKeyDestruction {
+                    key_id: key.id,
+                    waiting_days: waiting_days(d.waiting_days)?,
+                })
+            }
+            Some(Kind::ScheduleTenantDestruction(d)) => {
+                let tenant = self.engine.resolve_tenant(&d.tenant).await?;
+                for key in self.engine.tenant_keys(&tenant.id).await? {
+                    self.refuse_held(&key.id).await?;
+                }
+                Ok(Operation::ScheduleTenantDestruction {
+                    tenant_id: tenant.id,
+                    waiting_days: waiting_days(d.waiting_days)?,
+                })
+            }
+            Some(Kind::EscrowExport(e)) => {
+                let threshold = u8::try_from(e.threshold)
+                    .map_err(|_| Status::invalid_argument("threshold must be at most 255"))?;
+                // Checked now, so custodians never approve an export that cannot be made.
+                self.engine.escrow_custodians(&e.custodians).await?;
+                crate::crypto::sharing::check_parameters(
+                    threshold,
+                    u8::try_from(e.custodians.len()).unwrap_or(u8::MAX),
+                )
+                .map_err(|err| Status::invalid_argument(format!("escrow custodians: {err}")))?;
+                Ok(Operation::EscrowExport {
+                    tenant_id: self.engine.resolve_tenant(&e.tenant).await?.id,
+                    custodians: e.custodians,
+                    threshold,
+                })
+            }
+            Some(Kind::EscrowImport(e)) => {
+                let import = self.engine.escrow_import(&e.bundle_digest).await?;
+                if import.state != ImportState::Staged {
+                    return Err(Status::failed_precondition(format!(
+                        "escrow bundle {} is {}, not waiting for approval",
+                        import.digest,
+                        import.state.as_str()
+                    )));
+                }
+                Ok(Operation::EscrowImport {
+                    bundle_digest: import.digest,
+                    tenant_id: import.tenant_id,
+                    tenant_name: import.tenant_name,
+                })
+            }
             None => Err(Status::invalid_argument(
-                "operation is required: lockdown, lift_lockdown or set_rotation_period",
+                "operation is required: lockdown, lift_lockdown, set_rotation_period, \
+                 schedule_key_destruction, schedule_tenant_destruction, escrow_export or \
+                 escrow_import",
             )),
         }
     }
@@ -204,6 +272,21 @@ impl quorum_server::Quorum for QuorumService {
     }
 }
 
+/// A destruction's waiting period: 0 means the default of 30 days; else 7 to 30 (catalogue D1
+/// gives time to notice a mistake or an abuse and cancel).
+fn waiting_days(days: u32) -> Result<u32, Status> {
+    match days {
+        0 => Ok(DEFAULT_WAITING_DAYS),
+        7..=30 => Ok(days),
+        d => Err(Status::invalid_argument(format!(
+            "waiting_days {d} is outside 7 to 30 (0 means the default, 30)"
+        ))),
+    }
+}
+
+/// Waiting period of a destruction when the request gives none.
+pub const DEFAULT_WAITING_DAYS: u32 = 30;
+
 /// The gRPC status of a refused step.
 pub fn from_quorum(err: QuorumError) -> Status {
     let message = err.to_string();
@@ -245,22 +328,6 @@ impl QuorumService {
 
 /// A stored proposal as protobuf; tenants and keys appear by id.
 pub fn proposal_to_pb(p: &StoredProposal) -> pb::Proposal {
-    use pb::operation::Kind;
-    let kind = match &p.signed.operation {
-        Operation::Lockdown { tenant, reason } => Kind::Lockdown(pb::Lockdown {
-            tenant: tenant.clone().unwrap_or_default(),
-            reason: reason.clone(),
-        }),
-        Operation::LiftLockdown { tenant } => Kind::LiftLockdown(pb::LiftLockdown {
-            tenant: tenant.clone().unwrap_or_default(),
-        }),
-        Operation::SetRotationPeriod { key_id, days } => {
-            Kind::SetRotationPeriod(pb::SetRotationPeriod {
-                key: key_id.clone(),
-                rotation_period_days: *days,
-            })
-        }
-    };
     let state = match p.state {
         ProposalState::Pending => pb::ProposalState::Pending,
         ProposalState::Executed => pb::ProposalState::Executed,
@@ -270,7 +337,7 @@ pub fn proposal_to_pb(p: &StoredProposal) -> pb::Proposal {
     };
     pb::Proposal {
         id: p.signed.id.clone(),
-        operation: Some(pb::Operation { kind: Some(kind) }),
+        operation: Some(p.signed.operation.to_pb()),
         description: p.signed.operation.describe(),
         proposer_id: p.signed.proposer_id.clone(),
         digest: hex::encode(p.digest),

@@ -13,6 +13,7 @@ pub fn from_engine(err: EngineError) -> Status {
         EngineError::NotFound(_) => Status::not_found(message),
         EngineError::AlreadyExists(_) => Status::already_exists(message),
         EngineError::FailedPrecondition(_) => Status::failed_precondition(message),
+        EngineError::PermissionDenied(_) => Status::permission_denied(message),
         EngineError::Aborted(_) => Status::aborted(message),
         EngineError::Sealed | EngineError::Unavailable => Status::unavailable(message),
         EngineError::Internal(_) => Status::internal(message),

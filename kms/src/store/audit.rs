@@ -1,9 +1,9 @@
 //! The `audit_records` and `audit_checkpoints` tables. A chain's head is its newest record.
 
-use sqlx::Row;
-use sqlx::any::AnyRow;
+use sqlx::any::{AnyArguments, AnyRow};
+use sqlx::{Any, Row};
 
-use super::{Store, StoreError, unique_violation};
+use super::{Backend, Store, StoreError, unique_violation};
 use crate::audit::checkpoint::{Checkpoint, Kind};
 use crate::audit::record::{Event, Hash, Record};
 
@@ -11,8 +11,68 @@ use crate::audit::record::{Event, Hash, Record};
 /// limit). The writer's batches are at most this large.
 pub const MAX_APPEND: usize = 200;
 
+/// Most bytes (estimated) of one audit INSERT sent to PostgreSQL. sqlx 0.9 does not set
+/// `TCP_NODELAY` on its sockets, and a statement larger than the socket's send buffer (16 KiB
+/// at first on Linux) leaves in two writes: the second then waits, under Nagle's algorithm, for
+/// the server's delayed ACK of the first, about 40 ms per batch (measured: see
+/// docs/performance.md). Statements under this size leave in one write.
+pub const PG_STATEMENT_BYTES: usize = 12 * 1024;
+
 const RECORD_COLUMNS: &str = "node, seq, time_ms, tenant_id, principal_id, key_id, operation, \
      outcome, body, prev_hash, digest, hash, mac";
+
+/// Splits `rows` into runs whose INSERT is estimated at most `budget` bytes (a single row is
+/// never split, however large).
+fn statement_chunks(rows: &[AuditRow], budget: usize) -> Vec<&[AuditRow]> {
+    let mut chunks = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (i, row) in rows.iter().enumerate() {
+        let size = row.wire_size();
+        if i > start && bytes + size > budget {
+            chunks.push(&rows[start..i]);
+            (start, bytes) = (i, 0);
+        }
+        bytes += size;
+    }
+    chunks.push(&rows[start..]);
+    chunks
+}
+
+/// One multi-row INSERT of `rows`.
+fn insert_records(rows: &[AuditRow]) -> sqlx::query::Query<'static, Any, AnyArguments> {
+    // `$n` placeholders written out: sqlx's QueryBuilder emits `?` under the Any driver, which
+    // PostgreSQL refuses.
+    let values: Vec<String> = (0..rows.len())
+        .map(|i| {
+            let n = i * 13;
+            let marks: Vec<String> = (1..=13).map(|k| format!("${}", n + k)).collect();
+            format!("({})", marks.join(", "))
+        })
+        .collect();
+    let sql = format!(
+        "INSERT INTO audit_records ({RECORD_COLUMNS}) VALUES {}",
+        values.join(", ")
+    );
+    let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for row in rows {
+        let r = &row.record;
+        insert = insert
+            .bind(r.node.clone())
+            .bind(seq_value(r.seq))
+            .bind(row.time_ms)
+            .bind(row.tenant_id.clone())
+            .bind(row.principal_id.clone())
+            .bind(row.key_id.clone())
+            .bind(row.operation.clone())
+            .bind(row.outcome.clone())
+            .bind(r.body.clone().unwrap_or_default())
+            .bind(r.prev_hash.to_vec())
+            .bind(r.digest.to_vec())
+            .bind(r.hash.to_vec())
+            .bind(r.mac.map(|m| m.to_vec()));
+    }
+    insert
+}
 
 /// A stored record with the columns that repeat parts of its event for filtering.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,6 +105,24 @@ impl AuditRow {
             operation: event.operation.clone(),
             outcome: event.outcome.clone(),
         }
+    }
+
+    /// About how many bytes this row adds to an INSERT on the wire: its values, 13 parameter
+    /// headers and its `($n, …)` text.
+    fn wire_size(&self) -> usize {
+        let text = |v: &Option<String>| v.as_ref().map_or(0, String::len);
+        let r = &self.record;
+        r.node.len()
+            + r.body.as_ref().map_or(0, String::len)
+            + text(&self.tenant_id)
+            + text(&self.principal_id)
+            + text(&self.key_id)
+            + self.operation.len()
+            + self.outcome.len()
+            + 8 * 2
+            + 32 * 4
+            + 13 * 4
+            + 13 * 6
     }
 
     /// Whether the filter columns say what the body says (a mismatch hides or misfiles a record
@@ -90,11 +168,14 @@ impl Store {
             .transpose()
     }
 
-    /// Appends `rows` (consecutive, linked after `expected`) to `node`'s chain with ONE
-    /// multi-row INSERT: a single statement is atomic on its own, so the batch costs one round
-    /// trip and one commit. The `(node, seq)` primary key is the compare-and-set: if another
-    /// process wrote under the same node name since `expected` was read, the insert collides
-    /// and nothing is written ([`StoreError::Conflict`]).
+    /// Appends `rows` (consecutive, linked after `expected`) to `node`'s chain, all or nothing.
+    /// The `(node, seq)` primary key is the compare-and-set: if another process wrote under
+    /// the same node name since `expected` was read, the insert collides and nothing is written
+    /// ([`StoreError::Conflict`]).
+    ///
+    /// A batch that fits one statement is ONE multi-row INSERT, atomic on its own: one round
+    /// trip and one commit. On PostgreSQL a larger batch is split into statements of at most
+    /// [`PG_STATEMENT_BYTES`] inside one transaction (see there for why).
     pub async fn append_audit(
         &self,
         node: &str,
@@ -111,43 +192,32 @@ impl Store {
             )));
         }
         debug_assert_eq!(rows[0].record.seq, expected.map_or(1, |(seq, _)| seq + 1));
-        // `$n` placeholders written out: sqlx's QueryBuilder emits `?` under the Any driver,
-        // which PostgreSQL refuses.
-        let values: Vec<String> = (0..rows.len())
-            .map(|i| {
-                let n = i * 13;
-                let marks: Vec<String> = (1..=13).map(|k| format!("${}", n + k)).collect();
-                format!("({})", marks.join(", "))
-            })
-            .collect();
-        let sql = format!(
-            "INSERT INTO audit_records ({RECORD_COLUMNS}) VALUES {}",
-            values.join(", ")
-        );
-        let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for row in rows {
-            let r = &row.record;
-            insert = insert
-                .bind(r.node.clone())
-                .bind(seq_value(r.seq))
-                .bind(row.time_ms)
-                .bind(row.tenant_id.clone())
-                .bind(row.principal_id.clone())
-                .bind(row.key_id.clone())
-                .bind(row.operation.clone())
-                .bind(row.outcome.clone())
-                .bind(r.body.clone().unwrap_or_default())
-                .bind(r.prev_hash.to_vec())
-                .bind(r.digest.to_vec())
-                .bind(r.hash.to_vec())
-                .bind(r.mac.map(|m| m.to_vec()));
-        }
-        insert.execute(&self.pool).await.map_err(|e| match unique_violation(e, String::new) {
+        let conflict = |e: sqlx::Error| match unique_violation(e, String::new) {
             StoreError::AlreadyExists(_) => StoreError::Conflict(format!(
                 "the audit chain of node {node} moved: another kagid writes under the same node name"
             )),
             other => other,
-        })?;
+        };
+        let budget = match self.backend {
+            Backend::Sqlite => usize::MAX,
+            Backend::Postgres => PG_STATEMENT_BYTES,
+        };
+        let chunks = statement_chunks(rows, budget);
+        if let [only] = chunks.as_slice() {
+            insert_records(only)
+                .execute(&self.pool)
+                .await
+                .map_err(conflict)?;
+            return Ok(());
+        }
+        let mut tx = self.begin_write().await?;
+        for chunk in chunks {
+            insert_records(chunk)
+                .execute(&mut *tx)
+                .await
+                .map_err(conflict)?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 

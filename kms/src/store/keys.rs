@@ -14,27 +14,7 @@ impl Store {
     /// Inserts a key and its first version in one transaction.
     pub async fn insert_key(&self, key: &Key, first: &KeyVersion) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
-        sqlx::query(
-            "INSERT INTO keys (id, tenant_id, name, purpose, importance_class, domain, algorithm, \
-             rotation_period_days, state, primary_version, created_at, updated_at, rotated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-        )
-        .bind(&key.id)
-        .bind(&key.tenant_id)
-        .bind(&key.name)
-        .bind(key.purpose.as_str())
-        .bind(key.class.as_str())
-        .bind(key.domain.as_str())
-        .bind(key.algorithm.as_str())
-        .bind(i64::from(key.rotation_period_days))
-        .bind(key.state.as_str())
-        .bind(i64::from(key.primary_version))
-        .bind(key.created_at)
-        .bind(key.updated_at)
-        .bind(key.rotated_at)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| unique_violation(e, || format!("key {:?} in this tenant", key.name)))?;
+        insert_key_row(&mut tx, key).await?;
         insert_version(&mut tx, first).await?;
         tx.commit().await?;
         Ok(())
@@ -133,7 +113,7 @@ impl Store {
         // write lock before anything is read: the compare and the increment are one step.
         let bumped = sqlx::query(
             "UPDATE keys SET primary_version = primary_version + 1, updated_at = $2, rotated_at = $2 \
-             WHERE id = $1 AND ($3 = 0 OR primary_version = $3) RETURNING primary_version",
+             WHERE id = $1 AND ($3 = 0 OR primary_version = $3) RETURNING primary_version, state",
         )
         .bind(key_id)
         .bind(now)
@@ -153,6 +133,7 @@ impl Store {
                 _ => StoreError::NotFound(format!("key {key_id}")),
             });
         };
+        refuse_pending_destruction(key_id, enum_column(&row, "state")?)?;
         let version = u32_column(&row, "primary_version")?;
         let material = make_material(version)?;
         sqlx::query("UPDATE key_versions SET state = $2 WHERE key_id = $1 AND state = $3")
@@ -179,27 +160,86 @@ impl Store {
         Ok(key)
     }
 
-    /// Sets a key's state; `None` if there is no such key.
+    /// Enables or disables a key; `None` if there is no such key. A key pending destruction
+    /// keeps its state ([`StoreError::Conflict`]): only cancelling the destruction changes it.
     pub async fn set_key_state(
         &self,
         key_id: &str,
         state: KeyState,
         now: UnixSeconds,
     ) -> Result<Option<Key>, StoreError> {
-        let done = sqlx::query("UPDATE keys SET state = $2, updated_at = $3 WHERE id = $1")
-            .bind(key_id)
-            .bind(state.as_str())
-            .bind(now)
-            .execute(&self.pool)
-            .await?;
-        if done.rows_affected() == 0 {
-            return Ok(None);
+        if !matches!(state, KeyState::Enabled | KeyState::Disabled) {
+            return Err(StoreError::Conflict(
+                "a key becomes pending destruction or destroyed only through an approved proposal"
+                    .into(),
+            ));
         }
-        self.get_key(key_id).await
+        // One conditional UPDATE, so a destruction scheduled meanwhile is never overwritten.
+        let done = sqlx::query(
+            "UPDATE keys SET state = $2, updated_at = $3 WHERE id = $1 AND state <> $4 AND state <> $5",
+        )
+        .bind(key_id)
+        .bind(state.as_str())
+        .bind(now)
+        .bind(KeyState::PendingDestruction.as_str())
+        .bind(KeyState::Destroyed.as_str())
+        .execute(&self.pool)
+        .await?;
+        let key = self.get_key(key_id).await?;
+        if done.rows_affected() == 0
+            && let Some(key) = &key
+        {
+            refuse_pending_destruction(key_id, key.state)?;
+        }
+        Ok(key)
     }
 }
 
-async fn insert_version(
+/// [`StoreError::Conflict`] if `state` is pending destruction or destroyed.
+fn refuse_pending_destruction(key_id: &str, state: KeyState) -> Result<(), StoreError> {
+    match state {
+        KeyState::PendingDestruction => Err(StoreError::Conflict(format!(
+            "key {key_id} is pending destruction: cancel the destruction \
+             (kagictl key cancel-destruction) before changing it"
+        ))),
+        KeyState::Destroyed => Err(StoreError::Conflict(format!(
+            "key {key_id} is destroyed: only its tombstone remains"
+        ))),
+        KeyState::Enabled | KeyState::Disabled => Ok(()),
+    }
+}
+
+/// Inserts a key's row (its versions go in with [`insert_version`]).
+pub(super) async fn insert_key_row(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    key: &Key,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO keys (id, tenant_id, name, purpose, importance_class, domain, algorithm, \
+         rotation_period_days, state, primary_version, created_at, updated_at, rotated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+    )
+    .bind(&key.id)
+    .bind(&key.tenant_id)
+    .bind(&key.name)
+    .bind(key.purpose.as_str())
+    .bind(key.class.as_str())
+    .bind(key.domain.as_str())
+    .bind(key.algorithm.as_str())
+    .bind(i64::from(key.rotation_period_days))
+    .bind(key.state.as_str())
+    .bind(i64::from(key.primary_version))
+    .bind(key.created_at)
+    .bind(key.updated_at)
+    .bind(key.rotated_at)
+    .execute(&mut **tx)
+    .await
+    .map_err(|e| unique_violation(e, || format!("key {:?} in this tenant", key.name)))?;
+    Ok(())
+}
+
+/// Inserts one version of a key.
+pub(super) async fn insert_version(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
     version: &KeyVersion,
 ) -> Result<(), StoreError> {

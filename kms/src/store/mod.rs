@@ -7,12 +7,16 @@
 //! - [`tenants`], [`keys`], [`principals`]: one module per table group.
 //! - [`audit`]: the audit chains and their checkpoints.
 //! - [`quorum`]: proposals, approvals, lockdowns.
+//! - [`destruction`]: keys scheduled for destruction.
+//! - [`escrow`]: exported bundles and imports collecting shares.
 //! - [`custody`]: custodians and the public half of the root key's sharing.
 //!
 //! The store holds only wrapped key material; it never sees a plaintext key.
 
 pub mod audit;
 pub mod custody;
+pub mod destruction;
+pub mod escrow;
 pub mod keys;
 pub mod principals;
 pub mod quorum;

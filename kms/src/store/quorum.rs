@@ -3,7 +3,8 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::{Store, StoreError, unique_violation};
+use super::escrow::ExportedBundle;
+use super::{Store, StoreError, destruction, escrow, unique_violation};
 use crate::model::UnixSeconds;
 use crate::quorum::proposal::{Operation, Signed};
 
@@ -197,11 +198,13 @@ impl Store {
 
     /// Runs an approved operation and marks its proposal executed, in one transaction, only if
     /// the proposal is still pending: of two racing final approvals, one runs it. Returns false
-    /// if another got there first.
+    /// if another got there first. An export's bundle is made beforehand (it needs the
+    /// keyring) and passed in as `bundle`, so that it is stored exactly when the proposal runs.
     pub async fn execute_proposal(
         &self,
         id: &str,
         operation: &Operation,
+        bundle: Option<&ExportedBundle>,
         now: UnixSeconds,
     ) -> Result<bool, StoreError> {
         let mut tx = self.begin_write().await?;
@@ -256,6 +259,35 @@ impl Store {
                 if n != 1 {
                     return Err(StoreError::NotFound(format!("key {key_id}")));
                 }
+            }
+            Operation::ScheduleKeyDestruction {
+                key_id,
+                waiting_days,
+            } => {
+                let at = destroy_at(now, *waiting_days);
+                destruction::schedule(&mut tx, std::slice::from_ref(key_id), id, now, at).await?;
+            }
+            Operation::ScheduleTenantDestruction {
+                tenant_id,
+                waiting_days,
+            } => {
+                let keys = destruction::schedulable_keys(&mut tx, tenant_id).await?;
+                if keys.is_empty() {
+                    return Err(StoreError::Conflict(format!(
+                        "tenant {tenant_id} has no key left to schedule for destruction"
+                    )));
+                }
+                let at = destroy_at(now, *waiting_days);
+                destruction::schedule(&mut tx, &keys, id, now, at).await?;
+            }
+            Operation::EscrowExport { .. } => {
+                let bundle = bundle.ok_or_else(|| {
+                    StoreError::Conflict("the escrow bundle could not be made".into())
+                })?;
+                escrow::insert_bundle(&mut tx, bundle).await?;
+            }
+            Operation::EscrowImport { bundle_digest, .. } => {
+                escrow::authorise(&mut tx, bundle_digest, id).await?;
             }
         }
         tx.commit().await?;
@@ -320,4 +352,9 @@ fn proposal_from(row: &AnyRow) -> Result<StoredProposal, StoreError> {
         result: row.try_get("result")?,
         approvals: Vec::new(),
     })
+}
+
+/// When a destruction scheduled at `now` with a waiting period of `days` happens.
+fn destroy_at(now: UnixSeconds, days: u32) -> UnixSeconds {
+    now + i64::from(days) * 86_400
 }

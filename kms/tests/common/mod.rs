@@ -69,3 +69,71 @@ pub async fn principal(admin: &Kagi, name: &str, role: pb::Role, tenant: &str) -
 pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
 }
+
+/// A custodian enrolled on a test server, with the Ed25519 key their approvals are signed with.
+pub struct Approver {
+    /// Signs approvals.
+    pub key: ed25519_dalek::SigningKey,
+    /// Authenticated as this custodian.
+    pub client: Kagi,
+}
+
+/// Enrols custodian `name` (age recipient `age_public`) with a fresh signing key.
+pub async fn enrol_approver(server: &TestServer, name: &str, age_public: &str) -> Approver {
+    let key = ed25519_dalek::SigningKey::from_bytes(&kagi_kms::crypto::random::array().unwrap());
+    let enrolled = server
+        .admin()
+        .await
+        .custodians()
+        .enroll(pb::EnrollRequest {
+            name: name.into(),
+            person_name: name.to_uppercase(),
+            public_key: age_public.into(),
+            acknowledgement_sha256: vec![7; 32],
+            signing_public_key: hex::encode(key.verifying_key().to_bytes()),
+        })
+        .await
+        .expect("enrol")
+        .into_inner();
+    Approver {
+        key,
+        client: server.client(&enrolled.token).await,
+    }
+}
+
+/// Approves `proposal` by each of `approvers` in turn; the proposal after the last approval.
+pub async fn approve_all(proposal: &pb::Proposal, approvers: &[&Approver]) -> pb::Proposal {
+    use ed25519_dalek::Signer as _;
+    let digest = hex::decode(&proposal.digest).unwrap();
+    let mut last = None;
+    for approver in approvers {
+        last = approver
+            .client
+            .quorum()
+            .approve(pb::ApproveRequest {
+                proposal_id: proposal.id.clone(),
+                signature: approver.key.sign(&digest).to_bytes().to_vec(),
+            })
+            .await
+            .expect("approve")
+            .into_inner()
+            .proposal;
+    }
+    last.expect("at least one approver")
+}
+
+/// Decrypts `ciphertext` with context `pairs`.
+pub async fn decrypt(
+    service: &Kagi,
+    ciphertext: &[u8],
+    pairs: &[(&str, &str)],
+) -> Result<Vec<u8>, tonic::Status> {
+    service
+        .crypto()
+        .decrypt(pb::DecryptRequest {
+            ciphertext: ciphertext.to_vec(),
+            context: ctx(pairs),
+        })
+        .await
+        .map(|r| r.into_inner().plaintext)
+}

@@ -1,4 +1,4 @@
-//! `kagictl key create|list|show|rotate|enable|disable`.
+//! `kagictl key create|list|show|rotate|enable|disable|cancel-destruction|hold`.
 //!
 //! Keys are named by id or `TENANT/NAME`, tenants by id or name; kagid resolves both, so the
 //! strings are passed through as given.
@@ -49,6 +49,25 @@ pub enum KeyCommand {
     Disable {
         /// Key id or TENANT/NAME.
         key: String,
+    },
+    /// Cancel a key's scheduled destruction before its date (scheduling one needs a quorum:
+    /// `kagictl quorum propose destroy-key`); the key gets back the state it had.
+    CancelDestruction {
+        /// Key id or TENANT/NAME.
+        key: String,
+    },
+    /// Set or lengthen a retention hold: the key may not be destroyed before DATE (a hold is
+    /// never shortened).
+    Hold {
+        /// Key id or TENANT/NAME.
+        key: String,
+        /// The end of the hold: YYYY-MM-DD (midnight UTC) or RFC 3339 (2036-04-01T09:30:00Z,
+        /// 2036-04-01T18:30:00+09:00); in the future, within 100 years.
+        #[arg(long, value_name = "DATE", value_parser = parse_until)]
+        until: i64,
+        /// The law, contract or case that requires the hold (recorded).
+        #[arg(long, value_name = "TEXT")]
+        reason: String,
     },
 }
 
@@ -196,6 +215,8 @@ fn key_state_word(value: i32) -> &'static str {
     match pb::KeyState::try_from(value) {
         Ok(pb::KeyState::Enabled) => "enabled",
         Ok(pb::KeyState::Disabled) => "disabled",
+        Ok(pb::KeyState::PendingDestruction) => "pending-destruction",
+        Ok(pb::KeyState::Destroyed) => "destroyed",
         _ => "unknown",
     }
 }
@@ -205,6 +226,7 @@ fn version_state_word(value: i32) -> &'static str {
     match pb::VersionState::try_from(value) {
         Ok(pb::VersionState::Active) => "active",
         Ok(pb::VersionState::Deactivated) => "deactivated",
+        Ok(pb::VersionState::VersionDestroyed) => "destroyed",
         _ => "unknown",
     }
 }
@@ -295,6 +317,11 @@ pub async fn run(command: KeyCommand, kagi: &Kagi, format: Format) -> Result<(),
         KeyCommand::List { tenant, page_size } => {
             return list(kagi, tenant.unwrap_or_default(), page_size, format).await;
         }
+        KeyCommand::Hold { key, until, reason } => {
+            let request = pb::SetRetentionHoldRequest { key, until, reason };
+            let hold = client.set_retention_hold(request).await?.into_inner();
+            return print_hold(&HoldView::from(&hold), format);
+        }
         KeyCommand::Create(args) => {
             let request = create_request(args);
             client.create_key(request).await?.into_inner().key
@@ -321,6 +348,14 @@ pub async fn run(command: KeyCommand, kagi: &Kagi, format: Format) -> Result<(),
         KeyCommand::Disable { key } => {
             let request = pb::DisableKeyRequest { key };
             client.disable_key(request).await?.into_inner().key
+        }
+        KeyCommand::CancelDestruction { key } => {
+            let request = pb::CancelKeyDestructionRequest { key };
+            client
+                .cancel_key_destruction(request)
+                .await?
+                .into_inner()
+                .key
         }
     };
     print_key(&key.unwrap_or_default(), format)
@@ -385,6 +420,130 @@ fn versions_table(versions: &[VersionView]) -> String {
     table.render().lines().map(|l| format!("  {l}\n")).collect()
 }
 
+/// A retention hold as kagictl prints it in JSON.
+#[derive(Debug, Serialize)]
+struct HoldView {
+    /// The key's id.
+    key_id: String,
+    /// The end of the hold, RFC 3339 UTC.
+    until: String,
+    /// Why the key is held.
+    reason: String,
+}
+
+impl From<&pb::SetRetentionHoldResponse> for HoldView {
+    fn from(h: &pb::SetRetentionHoldResponse) -> Self {
+        Self {
+            key_id: h.key_id.clone(),
+            until: output::rfc3339(h.until),
+            reason: h.reason.clone(),
+        }
+    }
+}
+
+/// Prints the hold kagid set.
+fn print_hold(view: &HoldView, format: Format) -> Result<(), CliError> {
+    match format {
+        Format::Json => output::json(view),
+        Format::Human => output::print(&output::fields(&[
+            ("key", view.key_id.clone()),
+            ("until", view.until.clone()),
+            ("reason", view.reason.clone()),
+        ])),
+    }
+}
+
+/// `--until`: `YYYY-MM-DD` (its midnight UTC) or RFC 3339
+/// (`YYYY-MM-DD(T| )HH:MM:SS[.fraction](Z|±HH:MM)`), as Unix seconds. A fraction of a second
+/// is dropped: kagid keeps whole seconds.
+fn parse_until(text: &str) -> Result<i64, String> {
+    parse_date_time(text.trim()).ok_or_else(|| {
+        "expected YYYY-MM-DD (midnight UTC) or RFC 3339 (2036-04-01T09:30:00Z, \
+         2036-04-01T18:30:00+09:00)"
+            .into()
+    })
+}
+
+/// The Unix seconds of a date (midnight UTC) or of an RFC 3339 date and time; `None` if
+/// `text` is neither.
+fn parse_date_time(text: &str) -> Option<i64> {
+    let b = text.as_bytes();
+    let num = |range: std::ops::Range<usize>| -> Option<i64> {
+        let part = b.get(range)?;
+        part.iter().all(u8::is_ascii_digit).then_some(())?;
+        std::str::from_utf8(part).ok()?.parse().ok()
+    };
+    if b.get(4) != Some(&b'-') || b.get(7) != Some(&b'-') {
+        return None;
+    }
+    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    if !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month) {
+        return None;
+    }
+    let date = days_from_civil(year, month, day) * 86_400;
+    if b.len() == 10 {
+        return Some(date);
+    }
+    if !matches!(b.get(10), Some(b'T' | b't' | b' '))
+        || b.get(13) != Some(&b':')
+        || b.get(16) != Some(&b':')
+    {
+        return None;
+    }
+    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    // 60: a leap second, which Unix time folds into the next.
+    if hour > 23 || minute > 59 || second > 60 {
+        return None;
+    }
+    let mut i = 19;
+    if b.get(i) == Some(&b'.') {
+        let digits = b[i + 1..].iter().take_while(|c| c.is_ascii_digit()).count();
+        if digits == 0 {
+            return None;
+        }
+        i += 1 + digits;
+    }
+    let offset_minutes = match b.get(i..)? {
+        [b'Z' | b'z'] => 0,
+        [sign @ (b'+' | b'-'), _, _, b':', _, _] => {
+            let (h, m) = (num(i + 1..i + 3)?, num(i + 4..i + 6)?);
+            if h > 23 || m > 59 {
+                return None;
+            }
+            if *sign == b'+' {
+                h * 60 + m
+            } else {
+                -(h * 60 + m)
+            }
+        }
+        _ => return None,
+    };
+    Some(date + (hour * 60 + minute - offset_minutes) * 60 + second)
+}
+
+/// Days in a month of the proleptic Gregorian calendar.
+fn days_in_month(year: i64, month: i64) -> i64 {
+    match month {
+        2 if year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Days since 1970-01-01 of a date, after Howard Hinnant's `days_from_civil`
+/// (<https://howardhinnant.github.io/date_algorithms.html>), the inverse of
+/// [`output::rfc3339`]'s calendar arithmetic.
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let year_of_era = year - era * 400;
+    let month_from_march = (month + 9) % 12;
+    let day_of_year = (153 * month_from_march + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
+}
+
 /// `key list [--tenant T]`: follows next_page_token until every key is listed.
 async fn list(kagi: &Kagi, tenant: String, page_size: u32, format: Format) -> Result<(), CliError> {
     let mut client = kagi.keys();
@@ -437,4 +596,62 @@ fn keys_table(keys: Vec<KeyView>) -> String {
         ]);
     }
     table.render()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hold_dates_parse_as_dates_and_as_rfc3339() {
+        let t = 2_090_655_000; // 2036-04-01T09:30:00Z
+        assert_eq!(output::rfc3339(t), "2036-04-01T09:30:00Z");
+        assert_eq!(parse_until("2036-04-01"), Ok(t - 34_200));
+        assert_eq!(parse_until(" 2036-04-01 "), Ok(t - 34_200));
+        assert_eq!(parse_until("2036-04-01T09:30:00Z"), Ok(t));
+        assert_eq!(parse_until("2036-04-01t09:30:00z"), Ok(t));
+        assert_eq!(parse_until("2036-04-01 09:30:00Z"), Ok(t));
+        assert_eq!(parse_until("2036-04-01T18:30:00+09:00"), Ok(t));
+        assert_eq!(parse_until("2036-04-01T05:00:00-04:30"), Ok(t));
+        assert_eq!(parse_until("2036-04-01T09:30:00.999Z"), Ok(t));
+        assert_eq!(parse_until("1970-01-01"), Ok(0));
+        assert_eq!(parse_until("2000-02-29"), Ok(951_782_400));
+        assert_eq!(parse_until("2100-03-01"), Ok(4_107_542_400));
+        for bad in [
+            "",
+            "tomorrow",
+            "2036-4-1",
+            "2036/04/01",
+            "2035-02-29",
+            "2100-02-29",
+            "2036-13-01",
+            "2036-04-31",
+            "2036-04-00",
+            "2036-04-01T24:00:00Z",
+            "2036-04-01T09:60:00Z",
+            "2036-04-01T09:30:00",
+            "2036-04-01T09:30Z",
+            "2036-04-01T09:30:00.Z",
+            "2036-04-01T09:30:00+0900",
+            "2036-04-01T09:30:00+24:00",
+            "2036-04-01Z",
+            "2090655000",
+        ] {
+            assert!(parse_until(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn holds_print_the_key_the_date_and_the_reason() {
+        let view = HoldView::from(&pb::SetRetentionHoldResponse {
+            key_id: "0b3c".into(),
+            until: 2_090_620_800,
+            reason: "学校教育法施行規則 28 条".into(),
+        });
+        assert_eq!(view.until, "2036-04-01T00:00:00Z");
+        let json = serde_json::to_value(&view).unwrap();
+        assert_eq!(json["key_id"], "0b3c");
+        assert_eq!(json["until"], "2036-04-01T00:00:00Z");
+        assert_eq!(json["reason"], "学校教育法施行規則 28 条");
+    }
 }

@@ -10,6 +10,8 @@ mod audit;
 mod connect;
 mod crypto;
 mod custodian;
+mod destruction;
+mod escrow;
 mod files;
 mod key;
 mod operator;
@@ -56,7 +58,8 @@ enum Command {
     /// Create, list and revoke principals (people and services) and their tokens.
     #[command(subcommand)]
     Principal(principal::PrincipalCommand),
-    /// Create, list, show, rotate, enable and disable keys.
+    /// Create, list, show, rotate, enable and disable keys; cancel a destruction; set a
+    /// retention hold.
     #[command(subcommand)]
     Key(key::KeyCommand),
     /// Encrypt a file of any size with a data key of a tenant key (envelope encryption).
@@ -80,9 +83,16 @@ enum Command {
     /// (custodians), list, show and cancel proposals.
     #[command(subcommand)]
     Quorum(quorum::QuorumCommand),
+    /// Escrow bundles: fetch an exported one, stage one for import, submit your escrow share
+    /// (escrow custodians), show an import, print this instance's signing key.
+    #[command(subcommand)]
+    Escrow(escrow::EscrowCommand),
     /// Query, verify and export the audit trail (auditors only).
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// Show, save and verify the signed record of a destroyed key.
+    #[command(subcommand)]
+    DestructionRecord(destruction::DestructionRecordCommand),
 }
 
 /// One thread is plenty: kagictl makes a few calls, one after the other, and file and
@@ -114,6 +124,10 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Audit(audit::AuditCommand::Verify(args)) if args.is_local() => {
             return audit::verify_file(args, cli.global, format).await;
         }
+        // A saved record is verified here only: kagid is not contacted.
+        Command::DestructionRecord(destruction::DestructionRecordCommand::Verify(args)) => {
+            return destruction::verify(args, format).await;
+        }
         command => command,
     };
     if handles_secrets(&command) {
@@ -138,7 +152,9 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Unseal(args) => operator::unseal(args, &kagi, format).await,
         Command::Rekey(command) => rekey::run(command, &kagi, format).await,
         Command::Quorum(command) => quorum::run(command, &kagi, format).await,
+        Command::Escrow(command) => escrow::run(command, &kagi, format).await,
         Command::Audit(command) => audit::run(command, &kagi, format).await,
+        Command::DestructionRecord(command) => destruction::run(command, &kagi, format).await,
     }
 }
 
@@ -152,5 +168,6 @@ fn handles_secrets(command: &Command) -> bool {
                 rekey::RekeyCommand::Submit { .. } | rekey::RekeyCommand::Verify { .. }
             )
             | Command::Quorum(quorum::QuorumCommand::Approve(_))
+            | Command::Escrow(escrow::EscrowCommand::SubmitShare(_))
     )
 }

@@ -1,7 +1,8 @@
 //! `kagictl quorum propose|approve|list|show|cancel`: dual control.
 //!
-//! A sensitive operation (a lockdown, lifting one, a key's rotation period) is first proposed,
-//! by an admin or a custodian, and runs only once a quorum of other custodians has approved it.
+//! A sensitive operation (a lockdown, lifting one, a key's rotation period, a destruction, an
+//! escrow export or import) is first proposed, by an admin or a custodian, and runs only once a quorum of other custodians
+//! has approved it.
 //! An approval is an Ed25519 signature over the proposal's 32-byte digest, made here with the
 //! signing key in the custodian's key file.
 //!
@@ -19,7 +20,7 @@ use kagi_sdk::{Kagi, pb};
 use serde::Serialize;
 
 use crate::output::{self, CliError, Format, Table};
-use crate::secrets;
+use crate::{escrow, secrets};
 
 /// Longest lifetime of a proposal that kagid accepts, in hours (7 days).
 const MAX_TTL_HOURS: u32 = 7 * 24;
@@ -94,6 +95,67 @@ pub enum ProposeCommand {
         #[command(flatten)]
         ttl: TtlArgs,
     },
+    /// Schedule a key's destruction: every use is refused at once, and the material is
+    /// destroyed for good after the waiting period (cancel before then with
+    /// `kagictl key cancel-destruction`).
+    DestroyKey {
+        /// Key id or TENANT/NAME.
+        #[arg(long)]
+        key: String,
+        /// The waiting period.
+        #[command(flatten)]
+        waiting: WaitingArgs,
+        /// How long approvers have.
+        #[command(flatten)]
+        ttl: TtlArgs,
+    },
+    /// Schedule the destruction of every key of a tenant (off-boarding).
+    DestroyTenant {
+        /// Tenant id or name.
+        #[arg(long)]
+        tenant: String,
+        /// The waiting period.
+        #[command(flatten)]
+        waiting: WaitingArgs,
+        /// How long approvers have.
+        #[command(flatten)]
+        ttl: TtlArgs,
+    },
+    /// Export every key of a tenant into an escrow bundle that any M of the named escrow
+    /// custodians can open; once approved, save it with `kagictl escrow fetch`.
+    EscrowExport {
+        /// Tenant id or name.
+        #[arg(long)]
+        tenant: String,
+        /// The escrow custodians: enrolled custodians' principal names, comma-separated; each
+        /// gets one share, encrypted to their custodian key.
+        #[arg(long, value_name = "NAME,…", value_parser = escrow::parse_custodians)]
+        custodians: escrow::Custodians,
+        /// Shares needed to open the bundle (M): at least 2, at most the number of custodians.
+        #[arg(long, value_name = "M", value_parser = clap::value_parser!(u8).range(2..))]
+        threshold: u8,
+        /// How long approvers have.
+        #[command(flatten)]
+        ttl: TtlArgs,
+    },
+    /// Import a bundle staged with `kagictl escrow stage`; once approved, its escrow
+    /// custodians bring their shares with `kagictl escrow submit-share`.
+    EscrowImport {
+        /// The staged bundle's digest (hex), as `kagictl escrow stage` printed it.
+        #[arg(long, value_name = "DIGEST", value_parser = escrow::parse_digest)]
+        bundle_digest: String,
+        /// How long approvers have.
+        #[command(flatten)]
+        ttl: TtlArgs,
+    },
+}
+
+/// The waiting period of a destruction.
+#[derive(Debug, Args)]
+pub struct WaitingArgs {
+    /// Days between approval and destruction, 7–30 [default: 30, kagid's].
+    #[arg(long, value_name = "DAYS", value_parser = clap::value_parser!(u32).range(7..=30))]
+    waiting_days: Option<u32>,
 }
 
 /// How long a proposal waits for its approvals.
@@ -169,49 +231,6 @@ impl State {
     }
 }
 
-/// The operation of a proposal as kagid stores it (tenants and keys by id), from its protobuf
-/// form; `None` when none is set or this kagictl does not know its kind (a newer kagid).
-fn operation_from_pb(operation: Option<&pb::Operation>) -> Option<Operation> {
-    /// An empty tenant means every tenant (or the global lockdown).
-    fn tenant(id: &str) -> Option<String> {
-        (!id.is_empty()).then(|| id.to_owned())
-    }
-    Some(match operation?.kind.as_ref()? {
-        pb::operation::Kind::Lockdown(l) => Operation::Lockdown {
-            tenant: tenant(&l.tenant),
-            reason: l.reason.clone(),
-        },
-        pb::operation::Kind::LiftLockdown(l) => Operation::LiftLockdown {
-            tenant: tenant(&l.tenant),
-        },
-        pb::operation::Kind::SetRotationPeriod(s) => Operation::SetRotationPeriod {
-            key_id: s.key.clone(),
-            days: s.rotation_period_days,
-        },
-    })
-}
-
-/// The protobuf form of an operation: what `propose` sends (tenants and keys may be names
-/// there; kagid resolves them to ids).
-fn operation_to_pb(operation: &Operation) -> pb::Operation {
-    let kind = match operation {
-        Operation::Lockdown { tenant, reason } => pb::operation::Kind::Lockdown(pb::Lockdown {
-            tenant: tenant.clone().unwrap_or_default(),
-            reason: reason.clone(),
-        }),
-        Operation::LiftLockdown { tenant } => pb::operation::Kind::LiftLockdown(pb::LiftLockdown {
-            tenant: tenant.clone().unwrap_or_default(),
-        }),
-        Operation::SetRotationPeriod { key_id, days } => {
-            pb::operation::Kind::SetRotationPeriod(pb::SetRotationPeriod {
-                key: key_id.clone(),
-                rotation_period_days: *days,
-            })
-        }
-    };
-    pb::Operation { kind: Some(kind) }
-}
-
 /// The operation that `propose WHAT` asks for, and the lifetime.
 fn proposed(what: ProposeCommand) -> (Operation, u32) {
     match what {
@@ -227,6 +246,46 @@ fn proposed(what: ProposeCommand) -> (Operation, u32) {
             Operation::SetRotationPeriod { key_id: key, days },
             ttl.seconds(),
         ),
+        ProposeCommand::DestroyKey { key, waiting, ttl } => (
+            Operation::ScheduleKeyDestruction {
+                key_id: key,
+                waiting_days: waiting.waiting_days.unwrap_or(0),
+            },
+            ttl.seconds(),
+        ),
+        ProposeCommand::DestroyTenant {
+            tenant,
+            waiting,
+            ttl,
+        } => (
+            Operation::ScheduleTenantDestruction {
+                tenant_id: tenant,
+                waiting_days: waiting.waiting_days.unwrap_or(0),
+            },
+            ttl.seconds(),
+        ),
+        ProposeCommand::EscrowExport {
+            tenant,
+            custodians,
+            threshold,
+            ttl,
+        } => (
+            Operation::EscrowExport {
+                tenant_id: tenant,
+                custodians: custodians.0,
+                threshold,
+            },
+            ttl.seconds(),
+        ),
+        // kagid fills in the tenant from the staged bundle.
+        ProposeCommand::EscrowImport { bundle_digest, ttl } => (
+            Operation::EscrowImport {
+                bundle_digest,
+                tenant_id: String::new(),
+                tenant_name: String::new(),
+            },
+            ttl.seconds(),
+        ),
     }
 }
 
@@ -235,7 +294,7 @@ fn proposed(what: ProposeCommand) -> (Operation, u32) {
 fn signed_from_pb(proposal: &pb::Proposal) -> Option<Signed> {
     Some(Signed {
         id: proposal.id.clone(),
-        operation: operation_from_pb(proposal.operation.as_ref())?,
+        operation: Operation::from_pb(proposal.operation.as_ref())?,
         proposer_id: proposal.proposer_id.clone(),
         nonce: proposal.nonce.clone(),
         created_at: proposal.created_at,
@@ -285,8 +344,9 @@ struct ProposalView {
     id: String,
     /// pending, executed, cancelled, expired or failed.
     state: String,
-    /// The operation as signed: `kind` (`lockdown`, `lift-lockdown`, `set-rotation-period`)
-    /// and its parameters, tenants and keys by id; null if this kagictl does not know it.
+    /// The operation as signed: `kind` (`lockdown`, `lift-lockdown`, `set-rotation-period`,
+    /// `escrow-export`, `escrow-import`, …) and its parameters, tenants and keys by id; null
+    /// if this kagictl does not know it.
     operation: Option<Operation>,
     /// kagid's description of the operation.
     description: String,
@@ -425,13 +485,13 @@ fn proposal_of(response: tonic::Response<pb::ProposalResponse>) -> pb::Proposal 
     response.into_inner().proposal.unwrap_or_default()
 }
 
-/// `quorum propose lockdown|lift-lockdown|rotation-period …`.
+/// `quorum propose lockdown|lift-lockdown|rotation-period|…|escrow-export|escrow-import`.
 async fn propose(kagi: &Kagi, what: ProposeCommand, format: Format) -> Result<(), CliError> {
     let (operation, ttl_seconds) = proposed(what);
     let proposal = proposal_of(
         kagi.quorum()
             .propose(pb::ProposeRequest {
-                operation: Some(operation_to_pb(&operation)),
+                operation: Some(operation.to_pb()),
                 ttl_seconds,
             })
             .await?,
@@ -625,7 +685,7 @@ mod tests {
     fn proposal(operation: &Operation) -> pb::Proposal {
         let mut p = pb::Proposal {
             id: "5b0c7a8e-2d64-4f39-9c0e-3f7a2b1d9e11".into(),
-            operation: Some(operation_to_pb(operation)),
+            operation: Some(operation.to_pb()),
             description: operation.describe(),
             proposer_id: "3b2c3697-6770-408a-82e7-221822897188".into(),
             digest: String::new(),
@@ -660,31 +720,17 @@ mod tests {
                 key_id: "8aa011d9-0ecb-4b95-9aab-6911942b057f".into(),
                 days: 730,
             },
+            Operation::EscrowExport {
+                tenant_id: "54874d35-2935-430a-bb25-d00ed5f2c709".into(),
+                custodians: vec!["alice".into(), "bob".into(), "carol".into()],
+                threshold: 2,
+            },
+            Operation::EscrowImport {
+                bundle_digest: "ab".repeat(32),
+                tenant_id: "54874d35-2935-430a-bb25-d00ed5f2c709".into(),
+                tenant_name: "school-1".into(),
+            },
         ]
-    }
-
-    #[test]
-    fn operations_map_to_protobuf_and_back() {
-        for operation in operations() {
-            let pb = operation_to_pb(&operation);
-            assert_eq!(operation_from_pb(Some(&pb)), Some(operation));
-        }
-        // An empty tenant is every tenant (or the global lockdown), both ways.
-        let global = pb::Operation {
-            kind: Some(pb::operation::Kind::LiftLockdown(pb::LiftLockdown {
-                tenant: String::new(),
-            })),
-        };
-        assert_eq!(
-            operation_from_pb(Some(&global)),
-            Some(Operation::LiftLockdown { tenant: None })
-        );
-        assert_eq!(
-            operation_to_pb(&Operation::LiftLockdown { tenant: None }),
-            global
-        );
-        assert_eq!(operation_from_pb(None), None);
-        assert_eq!(operation_from_pb(Some(&pb::Operation { kind: None })), None);
     }
 
     #[test]
@@ -748,10 +794,13 @@ mod tests {
             |p| p.expires_at += 86_400,
             |p| p.threshold = 1,
             |p| {
-                p.operation = Some(operation_to_pb(&Operation::Lockdown {
-                    tenant: Some("54874d35-2935-430a-bb25-d00ed5f2c709".into()),
-                    reason: "incident 8".into(),
-                }));
+                p.operation = Some(
+                    Operation::Lockdown {
+                        tenant: Some("54874d35-2935-430a-bb25-d00ed5f2c709".into()),
+                        reason: "incident 8".into(),
+                    }
+                    .to_pb(),
+                );
             },
         ] {
             let mut shown = honest.clone();
@@ -850,5 +899,85 @@ mod tests {
             .seconds(),
             kagi_kms::quorum::MAX_TTL_SECONDS
         );
+    }
+
+    #[test]
+    fn escrow_proposals_carry_what_was_asked() {
+        let cli = |args: &[&str]| {
+            #[derive(Debug, clap::Parser)]
+            struct Cli {
+                #[command(subcommand)]
+                what: ProposeCommand,
+            }
+            <Cli as clap::Parser>::try_parse_from(
+                std::iter::once("propose").chain(args.iter().copied()),
+            )
+            .map(|cli| proposed(cli.what))
+        };
+        assert_eq!(
+            cli(&[
+                "escrow-export",
+                "--tenant",
+                "school-1",
+                "--custodians",
+                "alice, bob,carol",
+                "--threshold",
+                "2",
+                "--ttl-hours",
+                "2"
+            ])
+            .unwrap(),
+            (
+                Operation::EscrowExport {
+                    tenant_id: "school-1".into(),
+                    custodians: vec!["alice".into(), "bob".into(), "carol".into()],
+                    threshold: 2,
+                },
+                7200
+            )
+        );
+        assert_eq!(
+            cli(&["escrow-import", "--bundle-digest", &"AB".repeat(32)]).unwrap(),
+            (
+                Operation::EscrowImport {
+                    bundle_digest: "ab".repeat(32),
+                    tenant_id: String::new(),
+                    tenant_name: String::new(),
+                },
+                0
+            )
+        );
+        for bad in [
+            &[
+                "escrow-export",
+                "--tenant",
+                "t",
+                "--custodians",
+                "a,a",
+                "--threshold",
+                "2",
+            ][..],
+            &[
+                "escrow-export",
+                "--tenant",
+                "t",
+                "--custodians",
+                "a,b",
+                "--threshold",
+                "1",
+            ],
+            &[
+                "escrow-export",
+                "--tenant",
+                "t",
+                "--custodians",
+                "a,,b",
+                "--threshold",
+                "2",
+            ],
+            &["escrow-import", "--bundle-digest", "abc"],
+        ] {
+            assert!(cli(bad).is_err(), "{bad:?}");
+        }
     }
 }
