@@ -76,6 +76,16 @@ pub struct Args {
     #[arg(long, env = "KAGI_KEY_CACHE_SIZE", value_name = "N")]
     pub key_cache_size: Option<usize>,
 
+    /// Rotate keys whose rotation period has passed from this node's scheduler, every minute
+    /// [default: on]. Turn it off to rotate only with `kagictl rotate --due` (a cron job).
+    #[arg(
+        long,
+        env = "KAGI_ROTATION_SCHEDULER",
+        value_name = "ON|OFF",
+        value_enum
+    )]
+    pub rotation_scheduler: Option<OnOff>,
+
     /// This node's name in the audit trail: each node keeps its own chain, so keep it stable
     /// across restarts and unique among running nodes [default: the host name].
     #[arg(
@@ -175,6 +185,16 @@ pub struct Args {
     pub no_audit: bool,
 }
 
+/// A setting that is on or off, written `on` or `off` (flag, variable and TOML file alike).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnOff {
+    /// On.
+    On,
+    /// Off.
+    Off,
+}
+
 /// Validated settings.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -192,6 +212,8 @@ pub struct Config {
     pub log_json: bool,
     /// Key cache capacity.
     pub key_cache_size: usize,
+    /// Whether the scheduler rotates keys whose rotation period has passed.
+    pub rotation_scheduler: bool,
     /// The audit trail's settings.
     pub audit: AuditConfig,
 }
@@ -282,6 +304,11 @@ impl Config {
                 .key_cache_size
                 .or(file.key_cache_size)
                 .unwrap_or(10_000),
+            rotation_scheduler: args
+                .rotation_scheduler
+                .or(file.rotation_scheduler)
+                .unwrap_or(OnOff::On)
+                == OnOff::On,
         })
     }
 }
@@ -442,6 +469,24 @@ mod tests {
         std::fs::write(&file, "listn = \"127.0.0.1:9000\"\n").unwrap();
         let err = parse(&["--config", file.to_str().unwrap()]).unwrap_err();
         assert!(err.to_string().contains("listn"), "{err}");
+    }
+
+    #[test]
+    fn the_rotation_scheduler_is_on_unless_turned_off() {
+        assert!(parse(&[]).unwrap().rotation_scheduler);
+        assert!(
+            !parse(&["--rotation-scheduler", "off"])
+                .unwrap()
+                .rotation_scheduler
+        );
+        assert!(Args::try_parse_from(["kagid", "--rotation-scheduler", "maybe"]).is_err());
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("kagid.toml");
+        std::fs::write(&file, "rotation_scheduler = \"off\"\n").unwrap();
+        let path = file.to_str().unwrap();
+        assert!(!parse(&["--config", path]).unwrap().rotation_scheduler);
+        let flag_wins = parse(&["--config", path, "--rotation-scheduler", "on"]).unwrap();
+        assert!(flag_wins.rotation_scheduler);
     }
 
     #[test]

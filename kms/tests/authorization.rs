@@ -51,12 +51,16 @@ enum Rpc {
     CancelKeyDestruction,
     SetRetentionHold,
     GetDestructionRecord,
+    RotateDue,
+    VersionUsage,
     Encrypt,
     Decrypt,
     GenerateDataKey,
     GenerateDataKeyWithoutPlaintext,
     ReEncrypt,
     ReEncryptToOtherTenant,
+    ReEncryptBatch,
+    ReEncryptBatchToOtherTenant,
     CreatePrincipal,
     ListPrincipals,
     RevokePrincipal,
@@ -119,6 +123,9 @@ fn table() -> Vec<(Rpc, Row)> {
             GetDestructionRecord,
             [STATE, STATE, STATE, DENIED, UNAUTH, UNAUTH, DENIED],
         ),
+        // Nothing is due: the admin's run rotates nothing.
+        (RotateDue, admin_only),
+        (VersionUsage, tenant_readers),
         (Encrypt, service_a_only),
         (Decrypt, service_a_only),
         (GenerateDataKey, service_a_only),
@@ -127,6 +134,12 @@ fn table() -> Vec<(Rpc, Row)> {
         // Even tenant A's own service may not re-encrypt into tenant B's key.
         (
             ReEncryptToOtherTenant,
+            [DENIED, DENIED, DENIED, DENIED, UNAUTH, UNAUTH, DENIED],
+        ),
+        // One item; an item's refusal is the row's outcome (and the record's).
+        (ReEncryptBatch, service_a_only),
+        (
+            ReEncryptBatchToOtherTenant,
             [DENIED, DENIED, DENIED, DENIED, UNAUTH, UNAUTH, DENIED],
         ),
         (CreatePrincipal, admin_only),
@@ -214,6 +227,7 @@ impl Rpc {
     fn method(self) -> &'static str {
         match self {
             Rpc::ReEncryptToOtherTenant => "ReEncrypt",
+            Rpc::ReEncryptBatchToOtherTenant => "ReEncryptBatch",
             other => {
                 let name = format!("{other:?}");
                 Box::leak(name.into_boxed_str())
@@ -298,6 +312,19 @@ impl Rpc {
                 })
                 .await
                 .map(drop),
+            Rpc::RotateDue => keys
+                .rotate_due(pb::RotateDueRequest {
+                    tenant: "tenant-a".into(),
+                    dry_run: false,
+                })
+                .await
+                .map(drop),
+            Rpc::VersionUsage => keys
+                .version_usage(pb::VersionUsageRequest {
+                    key: f.key_a.clone(),
+                })
+                .await
+                .map(drop),
             Rpc::Encrypt => crypto
                 .encrypt(pb::EncryptRequest {
                     key_id: f.key_a.clone(),
@@ -344,6 +371,33 @@ impl Rpc {
                     })
                     .await
                     .map(drop)
+            }
+            Rpc::ReEncryptBatch | Rpc::ReEncryptBatchToOtherTenant => {
+                let destination = if matches!(self, Rpc::ReEncryptBatch) {
+                    f.key_a.clone()
+                } else {
+                    f.key_b.clone()
+                };
+                let item = pb::ReEncryptRequest {
+                    ciphertext: f.ciphertext_a.clone(),
+                    source_context: context.clone(),
+                    destination_key_id: destination,
+                    destination_context: context,
+                };
+                let results = crypto
+                    .re_encrypt_batch(pb::ReEncryptBatchRequest { items: vec![item] })
+                    .await?
+                    .into_inner()
+                    .results;
+                let [one] = results.as_slice() else {
+                    panic!("one result expected: {results:?}");
+                };
+                use pb::re_encrypt_result::Result as Item;
+                match one.result.clone() {
+                    Some(Item::Ok(_)) => Ok(()),
+                    Some(Item::Error(e)) => Err(Status::new(code_named(&e.code), e.message)),
+                    None => panic!("a result with neither answer nor error"),
+                }
             }
             Rpc::CreatePrincipal => principals
                 .create_principal(pb::CreatePrincipalRequest {
@@ -534,6 +588,14 @@ impl Rpc {
             }
         }
     }
+}
+
+/// The code a batch item's error names (`PERMISSION_DENIED`).
+fn code_named(name: &str) -> Code {
+    (0..=16)
+        .map(Code::from_i32)
+        .find(|code| kagi_kms::service::call::code_name(*code) == name)
+        .unwrap_or_else(|| panic!("no gRPC code is named {name:?}"))
 }
 
 /// A lockdown of tenant A, as a proposal's operation (never approved here).

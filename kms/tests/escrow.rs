@@ -7,6 +7,8 @@
 
 mod common;
 
+use std::sync::Arc;
+
 use common::{Backend, TestServer, backends, ctx};
 use kagi_kms::escrow::bundle::{self, Bundle};
 use kagi_kms::model::{Key, KeyVersion, Tenant};
@@ -216,6 +218,42 @@ async fn source(backend: Backend, people: &[Person]) -> Source {
     }
 }
 
+/// Initialises a sealed `server` with its root split 2 of 3 among `people` (enrolled as
+/// `custodians`), and unseals it with the first two shares.
+async fn initialise(server: &TestServer, people: &[Person], custodians: &[Enrolled]) {
+    let response = server
+        .admin()
+        .await
+        .custodians()
+        .init(pb::InitRequest {
+            custodian_public_keys: people
+                .iter()
+                .map(|p| p.identity.to_public().to_string())
+                .collect(),
+            threshold: 2,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    for share in response.shares.iter().take(2) {
+        let i = people
+            .iter()
+            .position(|p| p.identity.to_public().to_string() == share.public_key)
+            .unwrap();
+        let plain = age::decrypt(&people[i].identity, share.armored_age.as_bytes()).unwrap();
+        custodians[i]
+            .client
+            .custodians()
+            .unseal(pb::UnsealRequest {
+                share: plain,
+                session_id: String::new(),
+            })
+            .await
+            .unwrap();
+    }
+    assert!(!server.engine.keyring().is_sealed());
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_tenant_recovered_from_escrow_into_another_instance_decrypts_everything() {
     for backend in backends() {
@@ -242,12 +280,20 @@ async fn a_tenant_recovered_from_escrow_into_another_instance_decrypts_everythin
         // Instance 1 and its database are gone.
         src.server.stop().await;
 
-        // Instance 2: another root, and other custodians approve its proposals. The escrow
-        // custodians are enrolled under their names, with the same age keys.
-        let target = TestServer::start(backend).await;
-        let approvers = [person("dave"), person("erin")];
-        let dave = enrol(&target, &approvers[0]).await;
-        let erin = enrol(&target, &approvers[1]).await;
+        // Instance 2 is initialised by its own custodians: its root is split 2 of 3 among
+        // dave, erin and frank, two of whom unseal it and approve its proposals. The escrow
+        // custodians are enrolled there under their names, with the same age keys.
+        let target =
+            TestServer::start_sealed(backend, Arc::new(kagi_kms::clock::SystemClock)).await;
+        let root_people = [person("dave"), person("erin"), person("frank")];
+        let mut root_custodians = Vec::new();
+        for p in &root_people {
+            root_custodians.push(enrol(&target, p).await);
+        }
+        initialise(&target, &root_people, &root_custodians).await;
+        let [dave, erin, _] = &root_custodians[..] else {
+            unreachable!()
+        };
         let alice = enrol(&target, &people[0]).await;
         let bob = enrol(&target, &people[1]).await;
         let carol = enrol(&target, &people[2]).await;
@@ -270,7 +316,28 @@ async fn a_tenant_recovered_from_escrow_into_another_instance_decrypts_everythin
             .await
             .unwrap_err();
         assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
-        let status = stage_and_approve(&target, &exported.bundle, &signer, &[&dave, &erin]).await;
+        // The escrow custodians hold no share of instance 2's root: they cannot approve there.
+        let import = propose(
+            &target.admin().await,
+            pb::operation::Kind::EscrowImport(pb::EscrowImport {
+                bundle_digest: digest.clone(),
+                ..Default::default()
+            }),
+        )
+        .await;
+        let err = alice
+            .client
+            .quorum()
+            .approve(pb::ApproveRequest {
+                proposal_id: import.id.clone(),
+                signature: vec![0; 64],
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
+        assert!(err.message().contains("holds no share"), "{err:?}");
+        approve(&import, &[dave, erin]).await;
+        let status = self::status(&target, &digest).await;
         assert_eq!(status.state, pb::ImportState::ImportAuthorised as i32);
         assert_eq!(status.threshold, 2);
 
@@ -331,7 +398,7 @@ async fn a_tenant_recovered_from_escrow_into_another_instance_decrypts_everythin
         assert_eq!(decrypt(&app, &fresh).await.unwrap(), b"art C");
 
         // The other bundle holds the same material: importing it changes nothing.
-        let again = stage_and_approve(&target, &second.bundle, &signer, &[&dave, &erin]).await;
+        let again = stage_and_approve(&target, &second.bundle, &signer, &[dave, erin]).await;
         submit(
             &alice,
             &again.bundle_digest,

@@ -6,89 +6,24 @@
 //! `kagictl: <code>: <message>` on stderr with a non-zero exit; an escrow bundle is checked
 //! and staged.
 
+mod common;
+
 use std::fs;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::Write;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
+use common::process::DevKagid as Kagid;
 use serde_json::Value;
-use tempfile::TempDir;
-
-/// A dev-mode kagid on a free port, killed when dropped.
-struct Kagid {
-    /// The running server.
-    child: Child,
-    /// `http://127.0.0.1:PORT`, as kagid printed it.
-    endpoint: String,
-    /// The dev admin's token, as kagid printed it.
-    admin_token: String,
-    /// Data directory, kagid's log and the test's files; removed last.
-    dir: TempDir,
-}
 
 impl Kagid {
-    /// Starts kagid and reads its two `export` lines.
-    fn start() -> Self {
-        let dir = tempfile::tempdir().expect("a temporary directory");
-        let log = fs::File::create(dir.path().join("kagid.log")).expect("a log file");
-        let mut command = Command::new(env!("CARGO_BIN_EXE_kagid"));
-        without_kagi_env(&mut command);
-        let mut child = command
-            .args(["--dev", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(dir.path().join("data"))
-            .arg("--audit-file")
-            .arg(dir.path().join("audit.jsonl"))
-            .args(["--audit-checkpoint-records", "10"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .expect("kagid starts");
-        let stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
-        let mut kagid = Self {
-            child,
-            endpoint: String::new(),
-            admin_token: String::new(),
-            dir,
-        };
-        kagid.read_exports(stdout);
-        kagid
-    }
-
-    /// Reads stdout until both `export` lines are seen, then drains the rest in the
-    /// background so that kagid never blocks on a full pipe.
-    fn read_exports(&mut self, mut stdout: BufReader<std::process::ChildStdout>) {
-        while self.endpoint.is_empty() || self.admin_token.is_empty() {
-            let mut line = String::new();
-            let read = stdout.read_line(&mut line).expect("kagid's stdout");
-            assert!(
-                read > 0,
-                "kagid exited before printing its endpoint and token"
-            );
-            let line = line.trim();
-            if let Some(endpoint) = line.strip_prefix("export KAGI_ENDPOINT=") {
-                self.endpoint = endpoint.to_owned();
-            } else if let Some(token) = line.strip_prefix("export KAGI_TOKEN=") {
-                self.admin_token = token.to_owned();
-            }
-        }
-        std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
-    }
-
     /// Runs kagictl with `token` and `args`, feeding `stdin`.
     fn kagictl(&self, token: &str, args: &[&str], stdin: &[u8]) -> Run {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_kagictl"));
-        without_kagi_env(&mut command);
-        let mut child = command
-            .env("KAGI_ENDPOINT", &self.endpoint)
-            .env("KAGI_TOKEN", token)
-            .args(args)
-            .current_dir(self.dir.path())
+        let mut child = self
+            .command(token, args)
             .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
             .spawn()
             .expect("kagictl starts");
         // A separate thread writes stdin so that a large input cannot deadlock against a
@@ -105,34 +40,6 @@ impl Kagid {
             code: output.status.code(),
             stdout: output.stdout,
             stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        }
-    }
-
-    /// A path in the test's directory.
-    fn path(&self, name: &str) -> String {
-        self.dir.path().join(name).to_string_lossy().into_owned()
-    }
-}
-
-impl Drop for Kagid {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            let mut log = String::new();
-            let _ = fs::File::open(self.dir.path().join("kagid.log"))
-                .and_then(|mut f| f.read_to_string(&mut log));
-            eprintln!("--- kagid log ---\n{log}");
-        }
-    }
-}
-
-/// Keeps the developer's own KAGI_* settings (an endpoint, a token, a config file) out of
-/// the processes under test.
-fn without_kagi_env(command: &mut Command) {
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("KAGI_") {
-            command.env_remove(name);
         }
     }
 }
@@ -190,7 +97,7 @@ impl Run {
 
 #[test]
 fn operator_and_service_walk_through_kagictl() {
-    let kagid = Kagid::start();
+    let kagid = Kagid::start(&["--audit-checkpoint-records", "10"]);
     let admin = kagid.admin_token.clone();
 
     let service = set_up_tenant_key_and_service(&kagid, &admin);

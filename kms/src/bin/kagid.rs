@@ -108,8 +108,17 @@ async fn run(config: Config) -> anyhow::Result<()> {
         }
     }
     let custody = Arc::new(Custody::new(engine.clone(), config.dev));
-    // Due destructions, and dropping keys other nodes destroyed (kagi_kms::scheduler).
-    tokio::spawn(kagi_kms::scheduler::run(engine.clone()));
+    // Due destructions, dropping keys other nodes destroyed, due rotations and usage counts
+    // (kagi_kms::scheduler).
+    let jobs = kagi_kms::scheduler::Jobs {
+        rotation: config.rotation_scheduler,
+    };
+    if !jobs.rotation {
+        tracing::warn!(
+            "the rotation scheduler is off: rotate due keys with kagictl rotate --due (a cron job)"
+        );
+    }
+    tokio::spawn(kagi_kms::scheduler::run(engine.clone(), jobs));
     tracing::info!(endpoint = %format!("{scheme}://{local}"), database = backend_name(&engine), "kagid listening");
 
     let shutdown = async {
@@ -123,6 +132,10 @@ async fn run(config: Config) -> anyhow::Result<()> {
         tracing::info!("shutting down");
     };
     server::serve(engine.clone(), custody, listener, tls, shutdown).await?;
+    // Usage counted since the scheduler's last flush.
+    if let Err(err) = engine.flush_version_usage().await {
+        tracing::warn!(event = "version_usage_flush_failed", error = %err);
+    }
     engine
         .audit_internal(
             "Shutdown",

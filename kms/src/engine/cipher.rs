@@ -93,7 +93,11 @@ impl Engine {
         self.check_usable(key).await?;
         let keyring = self.keyring.unsealed()?;
         let version = self.version(key, parsed.header.key_version).await?;
-        Ok(keyring.decrypt(owner(key), &version, &parsed.header, parsed.body, context)?)
+        let plaintext =
+            keyring.decrypt(owner(key), &version, &parsed.header, parsed.body, context)?;
+        self.version_counts
+            .decrypted(&key.id, version.version, self.now());
+        Ok(plaintext)
     }
 
     /// A fresh data key, wrapped under the key's primary version with `context`.
@@ -144,6 +148,8 @@ impl Engine {
         })?;
         let ciphertext =
             keyring.encrypt(owner(key), &version, *uuid.as_bytes(), context, plaintext)?;
+        self.version_counts
+            .encrypted(&key.id, version.version, self.now());
         Ok((ciphertext, version.version))
     }
 

@@ -8,7 +8,8 @@
 //! - [`destruction`]: carrying out scheduled destructions, retention holds, records.
 //! - [`escrow`]: escrow export and import.
 //! - [`lockdown`]: tenants whose decrypts a quorum has stopped.
-//! - [`usage`]: call counts per operation.
+//! - [`rotation`]: rotating keys whose rotation period has passed.
+//! - [`usage`]: call counts per operation, and encrypts and decrypts per key version.
 
 pub mod cipher;
 pub mod destruction;
@@ -16,6 +17,7 @@ pub mod escrow;
 pub mod keys;
 pub mod lockdown;
 pub mod principals;
+pub mod rotation;
 pub mod tenants;
 pub mod usage;
 
@@ -120,6 +122,8 @@ pub struct Engine {
     keyring: Arc<Keyring>,
     clock: Arc<dyn Clock>,
     calls: Arc<usage::CallCounts>,
+    /// Encrypts and decrypts per key version, not yet flushed to the store.
+    version_counts: Arc<usage::VersionCounts>,
     audit: Audit,
     lockdowns: Arc<lockdown::LockdownCache>,
     /// How many destroyed keys this node has seen; a change drops its cached keys.
@@ -147,6 +151,7 @@ impl Engine {
             keyring,
             clock,
             calls: Arc::default(),
+            version_counts: Arc::default(),
             audit,
             lockdowns: Arc::default(),
             destroyed_seen: Arc::default(),

@@ -8,7 +8,8 @@ use super::{Call, authorized_key, convert};
 use crate::auth::policy::{Action, authorize, authorize_role};
 use crate::engine::Engine;
 use crate::engine::keys::NewKey;
-use crate::model::KeyState;
+use crate::engine::rotation::{RotatedKey, RotationReport};
+use crate::model::{KeyState, VersionState};
 
 /// The `KeyManagement` service.
 #[derive(Debug, Clone)]
@@ -266,5 +267,105 @@ impl KeyManagement for KeyManagementService {
         }
         .await;
         call.finish(&reference, result).await.map(Response::new)
+    }
+
+    async fn rotate_due(
+        &self,
+        request: Request<pb::RotateDueRequest>,
+    ) -> Result<Response<pb::RotateDueResponse>, Status> {
+        let call = Call::begin_unsealed(&self.engine, &request, "RotateDue").await?;
+        let principal = call.principal().clone();
+        let req = request.into_inner();
+        let result = async {
+            authorize_role(&principal, Action::ManageKey)?;
+            let tenant = match req.tenant.as_str() {
+                "" => None,
+                named => {
+                    let tenant = self.engine.resolve_tenant(named).await?;
+                    call.tenant(&tenant.id);
+                    authorize(&principal, Action::ManageKey, Some(&tenant.id))?;
+                    Some(tenant.id)
+                }
+            };
+            let report = self
+                .engine
+                .rotate_due(tenant.as_deref(), req.dry_run)
+                .await?;
+            Ok(rotation_report(report))
+        }
+        .await;
+        let resource = format!(
+            "{}{}",
+            if req.tenant.is_empty() {
+                "all tenants"
+            } else {
+                &req.tenant
+            },
+            if req.dry_run { " (dry run)" } else { "" }
+        );
+        call.finish(&resource, result).await.map(Response::new)
+    }
+
+    async fn version_usage(
+        &self,
+        request: Request<pb::VersionUsageRequest>,
+    ) -> Result<Response<pb::VersionUsageResponse>, Status> {
+        let call = Call::begin_unsealed(&self.engine, &request, "VersionUsage").await?;
+        let reference = request.into_inner().key;
+        let result = async {
+            let key = authorized_key(&self.engine, &call, Action::ReadKey, &reference).await?;
+            let usage = self.engine.version_usage(&key).await?;
+            Ok(pb::VersionUsageResponse {
+                versions: usage
+                    .iter()
+                    .map(|(version, counts)| pb::VersionUsageEntry {
+                        version: version.version,
+                        state: match version.state {
+                            VersionState::Active => pb::VersionState::Active,
+                            VersionState::Deactivated => pb::VersionState::Deactivated,
+                            VersionState::Destroyed => pb::VersionState::VersionDestroyed,
+                        } as i32,
+                        encrypts: counts.encrypts,
+                        decrypts: counts.decrypts,
+                        last_used_at: counts.last_used_at,
+                        created_at: version.created_at,
+                    })
+                    .collect(),
+                key_id: key.id,
+            })
+        }
+        .await;
+        call.finish(&reference, result).await.map(Response::new)
+    }
+}
+
+/// A rotation run as its protobuf response.
+fn rotation_report(report: RotationReport) -> pb::RotateDueResponse {
+    let rotated = |k: RotatedKey| pb::RotatedKey {
+        key_id: k.key_id,
+        tenant_id: k.tenant_id,
+        tenant_name: k.tenant_name,
+        name: k.name,
+        from_version: k.from_version,
+        to_version: k.to_version,
+        due_at: k.due_at,
+    };
+    pb::RotateDueResponse {
+        rotated: report.rotated.into_iter().map(rotated).collect(),
+        failed: report
+            .failed
+            .into_iter()
+            .map(|f| pb::FailedRotation {
+                key_id: f.key_id,
+                tenant_id: f.tenant_id,
+                tenant_name: f.tenant_name,
+                name: f.name,
+                reason: f.reason,
+            })
+            .collect(),
+        checked: report.checked,
+        not_due: report.not_due,
+        already_rotated: report.already_rotated.into_iter().map(rotated).collect(),
+        dry_run: report.dry_run,
     }
 }

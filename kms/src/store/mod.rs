@@ -10,6 +10,7 @@
 //! - [`destruction`]: keys scheduled for destruction.
 //! - [`escrow`]: exported bundles and imports collecting shares.
 //! - [`custody`]: custodians and the public half of the root key's sharing.
+//! - [`usage`]: encrypts and decrypts per key version and node.
 //!
 //! The store holds only wrapped key material; it never sees a plaintext key.
 
@@ -21,6 +22,7 @@ pub mod keys;
 pub mod principals;
 pub mod quorum;
 pub mod tenants;
+pub mod usage;
 
 use std::str::FromStr;
 use std::time::Duration;

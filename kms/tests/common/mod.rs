@@ -5,6 +5,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod db;
+pub mod process;
 pub mod server;
 
 pub use db::{Backend, TestDb, backends};

@@ -14,11 +14,14 @@ mod destruction;
 mod escrow;
 mod files;
 mod key;
+mod offboard;
 mod operator;
 mod output;
 mod principal;
 mod quorum;
 mod rekey;
+mod rewrap;
+mod rotate;
 mod secrets;
 mod tenant;
 
@@ -68,6 +71,9 @@ enum Command {
     Decrypt(crypto::DecryptArgs),
     /// Generate a data key for envelope encryption.
     Datakey(crypto::DataKeyArgs),
+    /// Re-wrap stored data keys (one KMS ciphertext per line) under a key's current version,
+    /// resumably.
+    Rewrap(rewrap::RewrapArgs),
     /// Make a custodian key; enrol and list the root key's custodians.
     #[command(subcommand)]
     Custodian(custodian::CustodianCommand),
@@ -93,6 +99,8 @@ enum Command {
     /// Show, save and verify the signed record of a destroyed key.
     #[command(subcommand)]
     DestructionRecord(destruction::DestructionRecordCommand),
+    #[command(flatten)]
+    Rotation(rotate::RotationCommand),
 }
 
 /// One thread is plenty: kagictl makes a few calls, one after the other, and file and
@@ -147,6 +155,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Encrypt(args) => crypto::encrypt(args, &kagi, format).await,
         Command::Decrypt(args) => crypto::decrypt(args, &kagi, format).await,
         Command::Datakey(args) => crypto::data_key(args, &kagi, format).await,
+        Command::Rewrap(args) => rewrap::run(args, &kagi, format).await,
         Command::Custodian(command) => custodian::run(command, &kagi, format).await,
         Command::Operator(command) => operator::run(command, &kagi, format).await,
         Command::Unseal(args) => operator::unseal(args, &kagi, format).await,
@@ -155,6 +164,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Escrow(command) => escrow::run(command, &kagi, format).await,
         Command::Audit(command) => audit::run(command, &kagi, format).await,
         Command::DestructionRecord(command) => destruction::run(command, &kagi, format).await,
+        Command::Rotation(command) => rotate::run(command, &kagi, format).await,
     }
 }
 

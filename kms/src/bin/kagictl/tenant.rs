@@ -1,4 +1,4 @@
-//! `kagictl tenant create|list`.
+//! `kagictl tenant create|list|offboard|offboard-status`.
 
 use clap::Subcommand;
 use kagi_sdk::{Kagi, pb};
@@ -16,6 +16,14 @@ pub enum TenantCommand {
     },
     /// List every tenant.
     List,
+    /// Off-board a tenant: propose the escrow export for the customer and the destruction of
+    /// every key (which suspends its crypto once approved), and revoke its services.
+    Offboard(crate::offboard::OffboardArgs),
+    /// Where a tenant's off-boarding stands, and the next step.
+    OffboardStatus {
+        /// Tenant id or name.
+        tenant: String,
+    },
 }
 
 /// A tenant as kagictl prints it in JSON.
@@ -44,6 +52,10 @@ pub async fn run(command: TenantCommand, kagi: &Kagi, format: Format) -> Result<
     match command {
         TenantCommand::Create { name } => create(kagi, name, format).await,
         TenantCommand::List => list(kagi, format).await,
+        TenantCommand::Offboard(args) => crate::offboard::offboard(kagi, args, format).await,
+        TenantCommand::OffboardStatus { tenant } => {
+            crate::offboard::status(kagi, &tenant, format).await
+        }
     }
 }
 
