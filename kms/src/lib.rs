@@ -21,7 +21,7 @@
 //! - [`quorum`]: dual control: proposals approved by a quorum of custodians.
 //! - [`escrow`]: escrow bundles that carry a tenant's keys to another instance.
 //! - [`destruction`]: signed records of destroyed keys.
-//! - [`scheduler`]: each node's background jobs (carrying out due destructions).
+//! - [`scheduler`]: each node's background jobs (due destructions and rotations, usage counts).
 //! - [`model`]: tenants, keys, versions, principals.
 //! - [`clock`]: injectable time.
 

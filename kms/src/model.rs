@@ -278,6 +278,11 @@ text_enum!(
         Deactivated => "deactivated",
         /// Its material is destroyed.
         Destroyed => "destroyed",
+        /// Suspected exposed: decrypts only to re-encrypt under another version, and every
+        /// such use is recorded (catalogue K5).
+        Compromised => "compromised",
+        /// Compromised, then destroyed.
+        DestroyedCompromised => "destroyed-compromised",
     }
 );
 

@@ -645,3 +645,105 @@ async fn a_destruction_proposed_by_an_admin_waits_for_a_quorum_and_can_be_cancel
         s.server.stop().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_compromised_version_only_re_encrypts_and_the_key_moves_on() {
+    for backend in backends() {
+        let s = setup(backend).await;
+        let [c0, c1, _] = &s.custodians[..] else {
+            unreachable!()
+        };
+        let admin = s.server.admin().await;
+        let mark = |version: u32| pb::Operation {
+            kind: Some(pb::operation::Kind::MarkCompromised(pb::MarkCompromised {
+                key: "board-a/records".into(),
+                version,
+            })),
+        };
+        let err = admin
+            .quorum()
+            .propose(pb::ProposeRequest {
+                operation: Some(mark(9)),
+                ttl_seconds: 0,
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::NotFound, "{err:?}");
+
+        // Version 1, the primary, is marked compromised: the key rotates at once.
+        let proposal = propose(&admin, mark(1), 0).await;
+        assert!(proposal.description.contains("COMPROMISED"), "{proposal:?}");
+        approve(c0, &proposal.id, sign(c0, &proposal))
+            .await
+            .unwrap();
+        let done = approve(c1, &proposal.id, sign(c1, &proposal))
+            .await
+            .unwrap();
+        assert_eq!(done.state, pb::ProposalState::Executed as i32, "{done:?}");
+        let key = admin
+            .keys()
+            .get_key(pb::GetKeyRequest {
+                key: "board-a/records".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .key
+            .unwrap();
+        assert_eq!(key.primary_version, 2);
+        let states: Vec<i32> = key.versions.iter().map(|v| v.state).collect();
+        assert_eq!(
+            states,
+            vec![
+                pb::VersionState::VersionCompromised as i32,
+                pb::VersionState::Active as i32
+            ]
+        );
+
+        // Old data no longer decrypts for use, but re-encrypts to the new version, flagged.
+        let err = decrypt(&s.service_a, &s.ciphertext_a).await.unwrap_err();
+        assert_eq!(err.code(), Code::FailedPrecondition);
+        assert!(err.message().contains("compromised"), "{err:?}");
+        let moved = s
+            .service_a
+            .crypto()
+            .re_encrypt(pb::ReEncryptRequest {
+                ciphertext: s.ciphertext_a.clone(),
+                source_context: ctx(&[("p", "1")]),
+                destination_key_id: "board-a/records".into(),
+                destination_context: ctx(&[("p", "1")]),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(moved.key_version, 2);
+        assert_eq!(
+            decrypt(&s.service_a, &moved.ciphertext).await.unwrap(),
+            b"grades"
+        );
+        let store = s.server.engine.store();
+        let flagged = kagi_kms::store::audit::AuditFilter {
+            operation: Some("CompromisedVersionUsed".into()),
+            ..Default::default()
+        };
+        assert_eq!(store.audit_query(&flagged, 10).await.unwrap().len(), 1);
+        let rotated = kagi_kms::store::audit::AuditFilter {
+            operation: Some("KeyRotated".into()),
+            ..Default::default()
+        };
+        let rows = store.audit_query(&rotated, 10).await.unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].tenant_id.as_deref(), Some(key.tenant_id.as_str()));
+        // A compromised version cannot be marked again.
+        let err = admin
+            .quorum()
+            .propose(pb::ProposeRequest {
+                operation: Some(mark(1)),
+                ttl_seconds: 0,
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+        s.server.stop().await;
+    }
+}

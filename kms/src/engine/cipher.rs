@@ -8,7 +8,7 @@ use crate::clock::rfc3339;
 use crate::crypto::ciphertext::Header;
 use crate::crypto::context::EncryptionContext;
 use crate::crypto::{CryptoError, SecretKey};
-use crate::model::{Key, KeyState, KeyVersion};
+use crate::model::{Key, KeyState, KeyVersion, VersionState};
 
 /// Most plaintext bytes per Encrypt call; larger data belongs in envelope encryption.
 pub const MAX_PLAINTEXT: usize = 64 * 1024;
@@ -82,13 +82,32 @@ impl Engine {
         })
     }
 
-    /// Decrypts a parsed ciphertext with `key`, the key its header names.
+    /// Decrypts a parsed ciphertext with `key`, the key its header names. A compromised
+    /// version is refused: it decrypts only inside [`Engine::re_encrypt`].
     pub async fn decrypt(
         &self,
         key: &Key,
         parsed: &ParsedCiphertext<'_>,
         context: &EncryptionContext,
     ) -> Result<Zeroizing<Vec<u8>>, EngineError> {
+        let (plaintext, version) = self.open(key, parsed, context).await?;
+        if version.state == VersionState::Compromised {
+            return Err(EngineError::FailedPrecondition(format!(
+                "version {} of key {} ({}) is compromised: it no longer decrypts for use; \
+                 re-encrypt the data under the key's new version (ReEncrypt, kagictl rewrap)",
+                version.version, key.id, key.name
+            )));
+        }
+        Ok(plaintext)
+    }
+
+    /// Decrypts with whichever version the header names, counting the use.
+    async fn open(
+        &self,
+        key: &Key,
+        parsed: &ParsedCiphertext<'_>,
+        context: &EncryptionContext,
+    ) -> Result<(Zeroizing<Vec<u8>>, KeyVersion), EngineError> {
         debug_assert_eq!(key.id, parsed.key_id);
         self.check_usable(key).await?;
         let keyring = self.keyring.unsealed()?;
@@ -97,7 +116,7 @@ impl Engine {
             keyring.decrypt(owner(key), &version, &parsed.header, parsed.body, context)?;
         self.version_counts
             .decrypted(&key.id, version.version, self.now());
-        Ok(plaintext)
+        Ok((plaintext, version))
     }
 
     /// A fresh data key, wrapped under the key's primary version with `context`.
@@ -129,9 +148,26 @@ impl Engine {
         destination: &Key,
         destination_context: &EncryptionContext,
     ) -> Result<(Vec<u8>, u32), EngineError> {
-        let plaintext = self.decrypt(source, parsed, source_context).await?;
-        self.seal_under_primary(destination, destination_context, &plaintext)
-            .await
+        let (plaintext, version) = self.open(source, parsed, source_context).await?;
+        let sealed = self
+            .seal_under_primary(destination, destination_context, &plaintext)
+            .await?;
+        if version.state == VersionState::Compromised {
+            // Every use of a compromised version is flagged in the trail (catalogue K5).
+            let columns = crate::audit::record::Event {
+                tenant: Some(source.tenant_id.clone()),
+                key_id: Some(source.id.clone()),
+                key_version: Some(version.version),
+                ..Default::default()
+            };
+            let resource = format!(
+                "compromised version {} of key {} re-encrypted to version {} of key {}",
+                version.version, source.id, sealed.1, destination.id
+            );
+            self.audit_internal_event("CompromisedVersionUsed", resource, columns)
+                .await;
+        }
+        Ok(sealed)
     }
 
     async fn seal_under_primary(
@@ -143,6 +179,13 @@ impl Engine {
         self.check_usable(key).await?;
         let keyring = self.keyring.unsealed()?;
         let version = self.version(key, key.primary_version).await?;
+        if version.state == VersionState::Compromised {
+            return Err(EngineError::FailedPrecondition(format!(
+                "the primary version {} of key {} ({}) is compromised and encrypts nothing: \
+                 rotate the key (kagictl key rotate)",
+                version.version, key.id, key.name
+            )));
+        }
         let uuid = uuid::Uuid::parse_str(&key.id).map_err(|_| {
             EngineError::Internal(format!("stored key id {:?} is not a UUID", key.id))
         })?;

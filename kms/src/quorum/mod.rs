@@ -205,6 +205,9 @@ impl Quorum {
             Ok(ran) => {
                 self.engine.forget_lockdowns();
                 if ran {
+                    if let Operation::MarkCompromised { key_id, version } = operation {
+                        self.rotate_away_from(key_id, *version).await;
+                    }
                     tracing::info!(event = "proposal_executed", proposal = %id, kind = operation.kind());
                     self.engine
                         .audit_internal(
@@ -220,6 +223,41 @@ impl Quorum {
             }
             Err(err) => Err(err.into()),
         }
+    }
+
+    /// After `version` of `key_id` was marked compromised: rotates the key if that version is
+    /// its primary, so nothing new is encrypted under it. A failure is logged and audited; the
+    /// key then refuses to encrypt until an admin rotates it (kagictl key rotate).
+    async fn rotate_away_from(&self, key_id: &str, version: u32) {
+        let key = match self.engine.resolve_key(key_id).await {
+            Ok(key) if key.primary_version == version => key,
+            Ok(_) => return,
+            Err(err) => {
+                tracing::error!(event = "compromise_rotation_failed", key = key_id, error = %err);
+                return;
+            }
+        };
+        let mut columns = crate::audit::record::Event {
+            tenant: Some(key.tenant_id.clone()),
+            key_id: Some(key.id.clone()),
+            ..Default::default()
+        };
+        let (operation, resource) = match self.engine.rotate_key(&key, Some(version)).await {
+            Ok(rotated) => {
+                columns.key_version = Some(rotated.primary_version);
+                let new = rotated.primary_version;
+                let what = format!("rotated from compromised version {version} to version {new}");
+                ("KeyRotated", format!("key {key_id} {what}"))
+            }
+            Err(err) => {
+                tracing::error!(event = "compromise_rotation_failed", key = key_id, error = %err);
+                let why = format!("rotation away from compromised version {version} failed: {err}");
+                ("KeyRotationFailed", format!("key {key_id}: {why}"))
+            }
+        };
+        self.engine
+            .audit_internal_event(operation, resource, columns)
+            .await;
     }
 
     /// Marks an approved proposal failed: its operation could not run.

@@ -52,6 +52,14 @@ pub enum Operation {
         /// Days from execution to destruction (7 to 30).
         waiting_days: u32,
     },
+    /// Mark a key version compromised: it decrypts only to re-encrypt, and if it is the
+    /// primary the key is rotated at once.
+    MarkCompromised {
+        /// Key id.
+        key_id: String,
+        /// The suspected version.
+        version: u32,
+    },
     /// Export a tenant's key material into an escrow bundle split among escrow custodians.
     EscrowExport {
         /// Tenant id.
@@ -81,6 +89,7 @@ impl Operation {
             Operation::SetRotationPeriod { .. } => "set-rotation-period",
             Operation::ScheduleKeyDestruction { .. } => "schedule-key-destruction",
             Operation::ScheduleTenantDestruction { .. } => "schedule-tenant-destruction",
+            Operation::MarkCompromised { .. } => "mark-compromised",
             Operation::EscrowExport { .. } => "escrow-export",
             Operation::EscrowImport { .. } => "escrow-import",
         }
@@ -122,6 +131,11 @@ impl Operation {
                 "DESTROY EVERY KEY OF TENANT {tenant_id}: refuse every use now, and destroy the \
                  material for good {waiting_days} days after approval (all its data becomes \
                  unreadable)"
+            ),
+            Operation::MarkCompromised { key_id, version } => format!(
+                "MARK VERSION {version} OF KEY {key_id} COMPROMISED: it stops decrypting except \
+                 to re-encrypt, every such use is flagged, and the key is rotated at once if it \
+                 is the primary"
             ),
             Operation::EscrowExport {
                 tenant_id,
@@ -178,6 +192,12 @@ impl Operation {
                 tenant: tenant_id.clone(),
                 waiting_days: *waiting_days,
             }),
+            Operation::MarkCompromised { key_id, version } => {
+                Kind::MarkCompromised(pb::MarkCompromised {
+                    key: key_id.clone(),
+                    version: *version,
+                })
+            }
             Operation::EscrowExport {
                 tenant_id,
                 custodians,
@@ -225,6 +245,10 @@ impl Operation {
             Kind::ScheduleTenantDestruction(d) => Operation::ScheduleTenantDestruction {
                 tenant_id: d.tenant.clone(),
                 waiting_days: d.waiting_days,
+            },
+            Kind::MarkCompromised(m) => Operation::MarkCompromised {
+                key_id: m.key.clone(),
+                version: m.version,
             },
             Kind::EscrowExport(e) => Operation::EscrowExport {
                 tenant_id: e.tenant.clone(),
@@ -332,6 +356,10 @@ mod tests {
                 tenant_id: "t".into(),
                 custodians: vec!["a".into(), "b".into()],
                 threshold: 2,
+            },
+            Operation::MarkCompromised {
+                key_id: "k".into(),
+                version: 3,
             },
             Operation::EscrowImport {
                 bundle_digest: "ab".into(),

@@ -17,6 +17,17 @@ pub fn tenant(t: &Tenant) -> pb::Tenant {
     }
 }
 
+/// The protobuf form of a version state.
+pub fn version_state(state: VersionState) -> pb::VersionState {
+    match state {
+        VersionState::Active => pb::VersionState::Active,
+        VersionState::Deactivated => pb::VersionState::Deactivated,
+        VersionState::Destroyed => pb::VersionState::VersionDestroyed,
+        VersionState::Compromised => pb::VersionState::VersionCompromised,
+        VersionState::DestroyedCompromised => pb::VersionState::VersionDestroyedCompromised,
+    }
+}
+
 /// A protobuf key with the given versions (empty for listings).
 pub fn key(k: &Key, versions: &[KeyVersion]) -> pb::Key {
     pb::Key {
@@ -44,11 +55,7 @@ pub fn key(k: &Key, versions: &[KeyVersion]) -> pb::Key {
             .iter()
             .map(|v| pb::KeyVersion {
                 version: v.version,
-                state: match v.state {
-                    VersionState::Active => pb::VersionState::Active,
-                    VersionState::Deactivated => pb::VersionState::Deactivated,
-                    VersionState::Destroyed => pb::VersionState::VersionDestroyed,
-                } as i32,
+                state: version_state(v.state) as i32,
                 created_at: v.created_at,
             })
             .collect(),

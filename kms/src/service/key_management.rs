@@ -9,7 +9,7 @@ use crate::auth::policy::{Action, authorize, authorize_role};
 use crate::engine::Engine;
 use crate::engine::keys::NewKey;
 use crate::engine::rotation::{RotatedKey, RotationReport};
-use crate::model::{KeyState, VersionState};
+use crate::model::KeyState;
 
 /// The `KeyManagement` service.
 #[derive(Debug, Clone)]
@@ -320,11 +320,7 @@ impl KeyManagement for KeyManagementService {
                     .iter()
                     .map(|(version, counts)| pb::VersionUsageEntry {
                         version: version.version,
-                        state: match version.state {
-                            VersionState::Active => pb::VersionState::Active,
-                            VersionState::Deactivated => pb::VersionState::Deactivated,
-                            VersionState::Destroyed => pb::VersionState::VersionDestroyed,
-                        } as i32,
+                        state: convert::version_state(version.state) as i32,
                         encrypts: counts.encrypts,
                         decrypts: counts.decrypts,
                         last_used_at: counts.last_used_at,

@@ -7,6 +7,7 @@ use tonic::{Request, Response, Status};
 use super::Call;
 use crate::auth::policy::Action;
 use crate::engine::Engine;
+use crate::model::VersionState;
 use crate::quorum::proposal::Operation;
 use crate::quorum::{Quorum, QuorumError};
 use crate::store::escrow::ImportState;
@@ -121,6 +122,31 @@ impl QuorumService {
                     threshold,
                 })
             }
+            Some(Kind::MarkCompromised(m)) => {
+                let key = self.engine.resolve_key(&m.key).await?;
+                let version = self
+                    .engine
+                    .store()
+                    .get_version(&key.id, m.version)
+                    .await?
+                    .ok_or_else(|| {
+                        Status::not_found(format!("key {} has no version {}", key.id, m.version))
+                    })?;
+                if !matches!(
+                    version.state,
+                    VersionState::Active | VersionState::Deactivated
+                ) {
+                    return Err(Status::failed_precondition(format!(
+                        "version {} of key {} is {}: only an active or deactivated version can \
+                         be marked compromised",
+                        m.version, key.id, version.state
+                    )));
+                }
+                Ok(Operation::MarkCompromised {
+                    key_id: key.id,
+                    version: m.version,
+                })
+            }
             Some(Kind::EscrowImport(e)) => {
                 let import = self.engine.escrow_import(&e.bundle_digest).await?;
                 if import.state != ImportState::Staged {
@@ -138,8 +164,8 @@ impl QuorumService {
             }
             None => Err(Status::invalid_argument(
                 "operation is required: lockdown, lift_lockdown, set_rotation_period, \
-                 schedule_key_destruction, schedule_tenant_destruction, escrow_export or \
-                 escrow_import",
+                 schedule_key_destruction, schedule_tenant_destruction, mark_compromised, \
+                 escrow_export or escrow_import",
             )),
         }
     }

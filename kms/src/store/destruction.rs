@@ -106,12 +106,17 @@ impl Store {
         if claimed != 1 {
             return Ok(None);
         }
-        sqlx::query("UPDATE key_versions SET wrapped_material = $1, state = $2 WHERE key_id = $3")
-            .bind(Vec::<u8>::new())
-            .bind(VersionState::Destroyed.as_str())
-            .bind(key_id)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "UPDATE key_versions SET wrapped_material = $1, \
+             state = CASE WHEN state = $2 THEN $3 ELSE $4 END WHERE key_id = $5",
+        )
+        .bind(Vec::<u8>::new())
+        .bind(VersionState::Compromised.as_str())
+        .bind(VersionState::DestroyedCompromised.as_str())
+        .bind(VersionState::Destroyed.as_str())
+        .bind(key_id)
+        .execute(&mut *tx)
+        .await?;
         sqlx::query("UPDATE keys SET state = $1, updated_at = $2 WHERE id = $3")
             .bind(KeyState::Destroyed.as_str())
             .bind(now)

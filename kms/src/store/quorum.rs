@@ -286,6 +286,23 @@ impl Store {
                 })?;
                 escrow::insert_bundle(&mut tx, bundle).await?;
             }
+            Operation::MarkCompromised { key_id, version } => {
+                let n = sqlx::query(
+                    "UPDATE key_versions SET state = 'compromised' WHERE key_id = $1 \
+                     AND version = $2 AND state IN ('active', 'deactivated')",
+                )
+                .bind(key_id)
+                .bind(i64::from(*version))
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if n != 1 {
+                    return Err(StoreError::Conflict(format!(
+                        "version {version} of key {key_id} is not active or deactivated: \
+                         already compromised, destroyed, or missing"
+                    )));
+                }
+            }
             Operation::EscrowImport { bundle_digest, .. } => {
                 escrow::authorise(&mut tx, bundle_digest, id).await?;
             }

@@ -31,7 +31,8 @@ pub enum KeyCommand {
         /// Key id or TENANT/NAME.
         key: String,
     },
-    /// Add a new primary version; older versions still decrypt.
+    /// Add a new primary version; older versions still decrypt (compromised ones only to
+    /// re-encrypt).
     Rotate {
         /// Key id or TENANT/NAME.
         key: String,
@@ -222,11 +223,13 @@ fn key_state_word(value: i32) -> &'static str {
 }
 
 /// The word for a key version's state (output only).
-fn version_state_word(value: i32) -> &'static str {
+pub fn version_state_word(value: i32) -> &'static str {
     match pb::VersionState::try_from(value) {
         Ok(pb::VersionState::Active) => "active",
         Ok(pb::VersionState::Deactivated) => "deactivated",
         Ok(pb::VersionState::VersionDestroyed) => "destroyed",
+        Ok(pb::VersionState::VersionCompromised) => "compromised",
+        Ok(pb::VersionState::VersionDestroyedCompromised) => "destroyed-compromised",
         _ => "unknown",
     }
 }

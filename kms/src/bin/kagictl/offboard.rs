@@ -55,6 +55,18 @@ enum Stage {
     Destroyed,
 }
 
+impl Stage {
+    /// The stage's name, as in JSON.
+    fn as_str(&self) -> &'static str {
+        match self {
+            Stage::NotStarted => "not-started",
+            Stage::AwaitingApproval => "awaiting-approval",
+            Stage::Suspended => "suspended",
+            Stage::Destroyed => "destroyed",
+        }
+    }
+}
+
 /// What `offboard-status` reports.
 #[derive(Debug, Serialize)]
 struct Status {
@@ -205,6 +217,9 @@ fn next_step(s: &Status) -> String {
     let export_waiting = s.escrow_exports.iter().any(|p| p.state == "pending");
     match s.stage {
         Stage::NotStarted => "start with kagictl tenant offboard".into(),
+        Stage::Destroyed => {
+            "keep the destruction records (kagictl destruction-record show KEY --out FILE)".into()
+        }
         _ if export_waiting => {
             "custodians approve the escrow export before the destruction date".into()
         }
@@ -215,9 +230,6 @@ fn next_step(s: &Status) -> String {
                 .into()
         }
         Stage::Suspended => "the scheduler destroys the keys at the date".into(),
-        Stage::Destroyed => {
-            "keep the destruction records (kagictl destruction-record show KEY --out FILE)".into()
-        }
     }
 }
 
@@ -234,7 +246,7 @@ fn render(s: &Status) -> String {
     };
     output::fields(&[
         ("tenant", format!("{} ({})", s.tenant_name, s.tenant_id)),
-        ("stage", format!("{:?}", s.stage).to_lowercase()),
+        ("stage", s.stage.as_str().to_owned()),
         ("escrow export", proposals(&s.escrow_exports)),
         ("destruction", proposals(&s.destructions)),
         (

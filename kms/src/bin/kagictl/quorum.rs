@@ -1,8 +1,8 @@
 //! `kagictl quorum propose|approve|list|show|cancel`: dual control.
 //!
-//! A sensitive operation (a lockdown, lifting one, a key's rotation period, a destruction, an
-//! escrow export or import) is first proposed, by an admin or a custodian, and runs only once a quorum of other custodians
-//! has approved it.
+//! A sensitive operation (a lockdown, lifting one, a key's rotation period, a destruction,
+//! marking a version compromised, an escrow export or import) is first proposed, by an admin or
+//! a custodian, and runs only once a quorum of other custodians has approved it.
 //! An approval is an Ed25519 signature over the proposal's 32-byte digest, made here with the
 //! signing key in the custodian's key file.
 //!
@@ -105,6 +105,20 @@ pub enum ProposeCommand {
         /// The waiting period.
         #[command(flatten)]
         waiting: WaitingArgs,
+        /// How long approvers have.
+        #[command(flatten)]
+        ttl: TtlArgs,
+    },
+    /// Mark a key version compromised: it then decrypts only inside ReEncrypt (every use
+    /// audited), and the key is rotated at once if it is the primary. Re-wrap afterwards
+    /// (`kagictl rewrap`; `kagictl usage KEY` shows what still uses the version).
+    MarkCompromised {
+        /// Key id or TENANT/NAME.
+        #[arg(long)]
+        key: String,
+        /// The suspected version.
+        #[arg(long, value_name = "N")]
+        version: u32,
         /// How long approvers have.
         #[command(flatten)]
         ttl: TtlArgs,
@@ -261,6 +275,13 @@ fn proposed(what: ProposeCommand) -> (Operation, u32) {
             Operation::ScheduleTenantDestruction {
                 tenant_id: tenant,
                 waiting_days: waiting.waiting_days.unwrap_or(0),
+            },
+            ttl.seconds(),
+        ),
+        ProposeCommand::MarkCompromised { key, version, ttl } => (
+            Operation::MarkCompromised {
+                key_id: key,
+                version,
             },
             ttl.seconds(),
         ),

@@ -244,12 +244,7 @@ async fn usage(key: String, kagi: &Kagi, format: Format) -> Result<(), CliError>
         .iter()
         .map(|v| UsageView {
             version: v.version,
-            state: match pb::VersionState::try_from(v.state) {
-                Ok(pb::VersionState::Active) => "active",
-                Ok(pb::VersionState::Deactivated) => "deactivated",
-                Ok(pb::VersionState::VersionDestroyed) => "destroyed",
-                _ => "unknown",
-            },
+            state: crate::key::version_state_word(v.state),
             encrypts: v.encrypts,
             decrypts: v.decrypts,
             last_used_at: output::optional_time(v.last_used_at),
