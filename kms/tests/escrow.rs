@@ -510,6 +510,23 @@ async fn a_changed_bundle_or_a_wrong_signer_is_refused_at_staging() {
     // Not a bundle at all.
     let err = stage("{}".into(), "").await.unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
+    // An export naming one custodian twice is refused before anyone approves it.
+    let err = admin
+        .quorum()
+        .propose(pb::ProposeRequest {
+            operation: Some(pb::Operation {
+                kind: Some(pb::operation::Kind::EscrowExport(pb::EscrowExport {
+                    tenant: "board-a".into(),
+                    custodians: vec!["alice".into(), "alice".into()],
+                    threshold: 2,
+                })),
+            }),
+            ttl_seconds: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert!(err.message().contains("named twice"), "{err:?}");
     // Nothing was staged by any of these.
     let err = admin
         .escrow()

@@ -41,6 +41,12 @@ impl Engine {
         &self,
         names: &[String],
     ) -> Result<Vec<EscrowCustodian>, EngineError> {
+        let mut seen = std::collections::BTreeSet::new();
+        if let Some(twice) = names.iter().find(|n| !seen.insert(n.as_str())) {
+            return Err(EngineError::InvalidArgument(format!(
+                "escrow custodian {twice:?} is named twice: each custodian holds one share"
+            )));
+        }
         let enrolled = self.store.list_custodians().await?;
         names
             .iter()

@@ -107,7 +107,19 @@ pub async fn offboard(kagi: &Kagi, args: OffboardArgs, format: Format) -> Result
         tenant_id: tenant.id.clone(),
         waiting_days: args.waiting_days.unwrap_or(0),
     };
-    proposed.push(propose(kagi, destroy).await?);
+    match propose(kagi, destroy).await {
+        Ok(proposal) => proposed.push(proposal),
+        Err(err) => {
+            // Half an off-boarding is worse than none: withdraw the export proposed above.
+            for p in &proposed {
+                let request = pb::CancelProposalRequest {
+                    proposal_id: p.id.clone(),
+                };
+                let _ = kagi.quorum().cancel_proposal(request).await;
+            }
+            return Err(err);
+        }
+    }
     let revoked = if args.keep_principals {
         Vec::new()
     } else {
