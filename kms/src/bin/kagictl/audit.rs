@@ -972,7 +972,7 @@ fn parse_time(text: &str) -> Result<i64, String> {
 }
 
 /// `YYYY-MM-DD[(T| )HH:MM:SS[.fraction](Z|±HH:MM)]` as Unix milliseconds.
-fn parse_rfc3339(text: &str) -> Option<i64> {
+pub(crate) fn parse_rfc3339(text: &str) -> Option<i64> {
     let b = text.as_bytes();
     let num = |range: std::ops::Range<usize>| -> Option<i64> {
         let part = b.get(range)?;
